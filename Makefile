@@ -1,0 +1,31 @@
+# First use creates .venv with the pinned requirements (pip, not uv: torch comes from local wheels).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA_ROOT ?= data/synthetic
+BOOK_PROFILE ?= smoke
+
+.PHONY: book test venv clean-book
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --prefix $(VENV) --name python3 > /dev/null
+	touch $(STAMP)
+
+# The report, on the embedded synthetic default (see book/build.py for the pipeline).
+book: $(STAMP)
+	$(PY) book/build.py --data-root $(DATA_ROOT) --profile $(BOOK_PROFILE)
+
+# The whole test suite; pytest's "no tests collected" (exit 5) counts as a failure.
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no tests collected: failing"; exit 1; fi; exit $$rc
+
+clean-book:
+	rm -rf book/_build book/generated

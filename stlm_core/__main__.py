@@ -1,0 +1,3 @@
+from stlm_core.cli import main
+
+raise SystemExit(main())
