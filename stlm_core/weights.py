@@ -1,0 +1,112 @@
+"""Registry of official pretrained checkpoints and where to find them locally (DESIGN.md section 5).
+
+Lookup order for a checkpoint file: ``$STLM_WEIGHTS`` (a folder), then ``./weights``, then
+``~/.cache/stlm_core/weights``. Nothing here downloads; ``stlm weights download NAME`` does, explicitly.
+A ``sha256`` of ``None`` means the project does not know the official checksum: the download command then
+prints the hash it computed, and the identity recorded in run records is ``<name>@<computed sha256>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from stlm_core.errors import WeightsError
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    name: str
+    filename: str
+    url: str
+    sha256: str | None
+    loader: str
+    licence: str
+    note: str = ""
+
+
+REGISTRY: dict[str, WeightsEntry] = {
+    "sam_vit_h": WeightsEntry(
+        "sam_vit_h", "sam_vit_h_4b8939.pth",
+        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
+        None, "segment_anything.sam_model_registry['vit_h']", "Apache-2.0", "STLM teacher; CLIP-SAM paper profile",
+    ),
+    "sam_vit_b": WeightsEntry(
+        "sam_vit_b", "sam_vit_b_01ec64.pth",
+        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
+        None, "segment_anything.sam_model_registry['vit_b']", "Apache-2.0", "CLIP-SAM cpu profile",
+    ),
+    "mobile_sam": WeightsEntry(
+        "mobile_sam", "mobile_sam.pt",
+        "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+        None, "mobile_sam.sam_model_registry['vit_t']", "Apache-2.0", "STLM shared decoder / student init",
+    ),
+    # OpenAI embeds the file's sha256 in its download URL.
+    "clip_vit_l14_336_openai": WeightsEntry(
+        "clip_vit_l14_336_openai", "ViT-L-14-336px.pt",
+        "https://openaipublic.azureedge.net/clip/models/"
+        "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
+        "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
+        "open_clip.create_model('ViT-L-14-336', pretrained=<file>)", "MIT", "CLIP-SAM paper profile",
+    ),
+    "clip_vit_b16_openai": WeightsEntry(
+        "clip_vit_b16_openai", "ViT-B-16.pt",
+        "https://openaipublic.azureedge.net/clip/models/"
+        "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+        "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
+        "open_clip.create_model('ViT-B-16', pretrained=<file>)", "MIT", "CLIP-SAM cpu profile",
+    ),
+}
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for checkpoint files, in order."""
+    dirs = []
+    if os.environ.get("STLM_WEIGHTS"):
+        dirs.append(Path(os.environ["STLM_WEIGHTS"]).expanduser())
+    dirs += [Path("weights"), Path.home() / ".cache" / "stlm_core" / "weights"]
+    return dirs
+
+
+def entry(name: str) -> WeightsEntry:
+    if name not in REGISTRY:
+        raise WeightsError(f"unknown weights {name!r}; known: {', '.join(REGISTRY)}.")
+    return REGISTRY[name]
+
+
+def find_weights(name: str) -> Path | None:
+    """Path of the local checkpoint file for ``name``, or ``None`` if it is not present."""
+    filename = entry(name).filename
+    for folder in weights_dirs():
+        candidate = folder / filename
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def require_weights(name: str, purpose: str = "") -> Path:
+    """Path of the checkpoint for ``name``; raise :class:`WeightsError` naming the download command if absent."""
+    path = find_weights(name)
+    if path is None:
+        searched = ", ".join(str(d) for d in weights_dirs())
+        raise WeightsError(
+            f"{purpose + ' needs ' if purpose else ''}the official checkpoint {entry(name).filename} ({name}), "
+            f"which is not in {searched}. Download it with 'stlm weights download {name}' "
+            "(or set $STLM_WEIGHTS to the folder that holds it), or use --profile cpu / smoke."
+        )
+    return path
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_identity(name: str, path: Path | None) -> str:
+    """``'random-init'`` when ``path`` is None, else ``'<name>@<sha256>'`` (hash of the actual file)."""
+    return "random-init" if path is None else f"{name}@{file_sha256(Path(path))}"
