@@ -236,22 +236,33 @@ def _background_for(category: str, size: int, rng: np.random.Generator) -> np.nd
     return np.full((size, size, 3), level, np.float32) + 0.04 * _smooth_noise(rng, size, 4)[..., None]
 
 
-def render_image(category: str, defect: str | None, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One image of ``category`` (uint8 RGB, (size, size, 3)) and its mask (uint8 {0, 1}; zeros when normal)."""
-    image, support = RENDERERS[category](rng, size)
-    mask = np.zeros((size, size), np.uint8)
+def render_pair(category: str, defect: str | None, rng: np.random.Generator,
+                size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, clean, mask): the image of ``category`` with the defect, the same image without it (same pose,
+    lighting and sensor noise), both uint8 RGB (size, size, 3), and the mask uint8 {0, 1} (size, size).
+
+    The mask is exactly the set of pixels where ``image`` and ``clean`` differ; zeros when ``defect`` is None.
+    """
+    clean, support = RENDERERS[category](rng, size)
+    image = clean
     if defect is not None:
         region = _defect_region(rng, defect, size, support)
-        clean = image
-        image = _apply_defect(rng, defect, image, region, _background_for(category, size, rng))
-        # The mask is exactly the set of pixels the defect changed visibly (> 2/255 before lighting and noise):
-        # e.g. a dark scratch crossing a bottle's dark opening is not marked where it is invisible.
-        changed = np.abs(image - clean).max(axis=2) > 2 / 255
-        mask = (region & changed).astype(np.uint8)
-    image = image * _lighting(rng, size)[..., None]
-    image = image + rng.normal(0, 0.012, size=image.shape).astype(np.float32)  # sensor noise, on every image
-    rgb = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
-    return rgb, mask
+        image = _apply_defect(rng, defect, clean, region, _background_for(category, size, rng))
+    light = _lighting(rng, size)[..., None]
+    noise = rng.normal(0, 0.012, size=clean.shape).astype(np.float32)  # sensor noise, on every image
+
+    def finish(picture: np.ndarray) -> np.ndarray:
+        return np.clip((picture * light + noise) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+    image_u8, clean_u8 = finish(image), finish(clean)
+    mask = (image_u8 != clean_u8).any(axis=2).astype(np.uint8)
+    return image_u8, clean_u8, mask
+
+
+def render_image(category: str, defect: str | None, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One image of ``category`` (uint8 RGB, (size, size, 3)) and its exact mask (uint8 {0, 1})."""
+    image, _, mask = render_pair(category, defect, rng, size)
+    return image, mask
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:

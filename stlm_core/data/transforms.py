@@ -43,7 +43,7 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
 def to_tensor(image: np.ndarray, normalisation: str = "imagenet") -> torch.Tensor:
     """uint8 (H, W, 3) -> float32 (3, H, W), scaled to [0, 1] then normalised."""
     mean, std = NORMALISATIONS[normalisation]
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 255.0
     return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 
 
