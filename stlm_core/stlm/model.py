@@ -1,0 +1,144 @@
+"""The STLM inference model: two student streams + shared decoder + FA head, and its anomaly maps.
+
+Conventions: inputs are SAM-normalised images (B, 3, S, S); features are lists over levels
+(level 1 = image embedding, level 2 = decoder-transformer output), each (B, 256, S/16, S/16).
+
+- ``tlm_map`` ("w/o FA") = prod_l (1 - cos(P_l, D_l)), (B, 1, h, w), in [0, 2**levels];
+- ``fa_map`` = FA(concat_l(-P^_l * D^_l)), (B, 1, h, w), in [0, 1] (``None`` when FA is switched off);
+- :func:`upsample` to the evaluation size (bilinear, align_corners=False) and :func:`image_scores`
+  (mean of the top-k pixels) turn them into pixel maps and image scores.
+
+Ablation ``use_plain=False``: the frozen teacher takes the plain stream's place (at training and inference),
+i.e. a DeSTSeg-like teacher / denoising-student pair.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stlm_core.stlm.config import StlmConfig
+from stlm_core.stlm.decoder import FeatureDecoder, build_mobilesam_decoder
+from stlm_core.stlm.fa_head import FAHead
+from stlm_core.stlm.students import StudentEncoder
+
+
+def l2_normalise(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """x / (||x||_2 + eps) over the channel dimension (dim 1)."""
+    return x / (x.norm(p=2, dim=1, keepdim=True) + eps)
+
+
+def cosine_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1 - cos(x, y) per pixel: (B, C, h, w) x 2 -> (B, 1, h, w), in [0, 2]."""
+    return 1.0 - (l2_normalise(x) * l2_normalise(y)).sum(dim=1, keepdim=True)
+
+
+class STLM(nn.Module):
+    """Students + shared decoder + FA head (everything that runs at inference, teacher excluded)."""
+
+    def __init__(self, config: StlmConfig, decoder: FeatureDecoder | None = None, teacher: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        if config.use_plain:
+            self.plain = StudentEncoder(config)
+            self.plain_teacher = None
+        else:
+            if teacher is None:
+                raise ValueError("use_plain=False needs the teacher, which replaces the plain stream")
+            self.plain = None
+            self.plain_teacher = teacher
+        self.denoise = StudentEncoder(config)
+        self.decoder = decoder if decoder is not None else build_mobilesam_decoder(config)
+        self.fa = FAHead(256 * config.n_levels, config.fa_channels) if config.use_fa else None
+
+    def trainable_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Parameter groups: ``tlm`` (students + decoder + prompt encoder, Adam) and ``fa_res`` / ``fa_head`` (SGD)."""
+        tlm = list(self.denoise.parameters()) + list(self.decoder.parameters())
+        if self.plain is not None:
+            tlm = list(self.plain.parameters()) + tlm
+        groups = {"tlm": tlm}
+        if self.fa is not None:
+            groups["fa_res"] = list(self.fa.res.parameters())
+            groups["fa_head"] = list(self.fa.head.parameters())
+        return groups
+
+    def streams(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(plain features P, denoising features D), each a list over levels."""
+        if self.plain is not None:
+            plain = self.decoder(self.plain(x))
+        else:
+            plain = self.plain_teacher(x)
+        denoise = self.decoder(self.denoise(x))
+        return plain, denoise
+
+    def maps(self, plain: list[torch.Tensor], denoise: list[torch.Tensor]) -> dict[str, torch.Tensor | None]:
+        """``{"tlm_map": (B, 1, h, w), "fa_map": (B, 1, h, w) or None}`` from the stream features."""
+        tlm = torch.ones_like(plain[0][:, :1])
+        for p, d in zip(plain, denoise):
+            tlm = tlm * cosine_distance(p, d)
+        fa = None
+        if self.fa is not None:
+            fa_input = torch.cat([-l2_normalise(p) * l2_normalise(d) for p, d in zip(plain, denoise)], dim=1)
+            fa = self.fa(fa_input)
+        return {"tlm_map": tlm, "fa_map": fa}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        return self.maps(*self.streams(x))
+
+
+def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 1, h, w) -> (B, size, size), bilinear, align_corners=False (no smoothing)."""
+    return F.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+
+
+def image_scores(maps: torch.Tensor, top_k: int = 100) -> torch.Tensor:
+    """Mean of the ``top_k`` largest pixels of each map: (B, H, W) -> (B,)."""
+    flat = maps.flatten(1)
+    return flat.topk(min(top_k, flat.shape[1]), dim=1).values.mean(dim=1)
+
+
+def parameter_counts(model: STLM) -> dict[str, int]:
+    """Parameters per inference module and the total (teacher excluded unless it replaces the plain stream)."""
+    def count(module: nn.Module | None) -> int:
+        return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+    counts = {
+        "student_plain": count(model.plain),
+        "student_denoise": count(model.denoise),
+        "mask_decoder": count(model.decoder.mask_decoder),
+        "prompt_encoder": count(model.decoder.prompt_encoder),
+        "fa_head": count(model.fa),
+    }
+    if model.plain_teacher is not None:
+        counts["teacher_as_plain_stream"] = count(model.plain_teacher)
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def weights_paths(config: StlmConfig, require: bool) -> dict[str, Path | None]:
+    """Local official checkpoints the config uses: ``teacher`` (SAM) and ``mobile_sam``.
+
+    ``require=True`` (training / evaluation in the ``paper`` profile) raises :class:`WeightsError` naming the
+    download command when a file is missing; otherwise a missing file gives ``None`` (random init).
+    """
+    from stlm_core.weights import find_weights, require_weights
+
+    lookup = (lambda name, purpose: require_weights(name, purpose)) if require else \
+        (lambda name, purpose: find_weights(name))
+    paths: dict[str, Path | None] = {"teacher": None, "mobile_sam": None}
+    if config.teacher in ("vit_h", "vit_l", "vit_b"):
+        name = f"sam_{config.teacher}"
+        from stlm_core.weights import REGISTRY
+
+        if name in REGISTRY:
+            paths["teacher"] = lookup(name, f"the STLM {config.teacher} teacher ({config.profile} profile)")
+    if config.decoder_weights and (config.decoder_depth, config.decoder_mlp_dim, config.decoder_heads) == (2, 2048, 8):
+        paths["mobile_sam"] = lookup("mobile_sam", f"the STLM shared decoder ({config.profile} profile)")
+    if config.student_init == "mobilesam":
+        from stlm_core.weights import require_weights as _require
+
+        paths["mobile_sam"] = _require("mobile_sam", "student initialisation from the MobileSAM encoder")
+    return paths
