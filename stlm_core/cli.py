@@ -18,6 +18,7 @@ from stlm_core.errors import StlmError
 # Modules that register subcommands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "stlm_core.data.cli",
+    "stlm_core.data_download_cli",
 )
 
 

@@ -1,0 +1,12 @@
+#!/usr/bin/env python
+"""Download, verify (sha256) and unpack the dtd dataset; same as `stlm data download dtd --root DIR`.
+
+Run `python data_scripts/download_dtd.py --help` for the options.
+"""
+
+import sys
+
+from stlm_core.data_download_cli import dataset_download_main
+
+if __name__ == "__main__":
+    sys.exit(dataset_download_main("dtd"))

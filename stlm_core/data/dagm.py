@@ -1,0 +1,185 @@
+"""DAGM 2007 (Weakly Supervised Learning for Industrial Optical Inspection), native layout.
+
+::
+
+    <root>/Class<k>/Train/*.PNG                     grayscale (read as 3-channel RGB)
+    <root>/Class<k>/Train/Label/Labels.txt          one header line, then one row per image
+    <root>/Class<k>/Train/Label/<stem>_label.PNG    (optional) weak mask of a defective image
+    <root>/Class<k>/Test/...                        the same for the test split
+
+A ``Labels.txt`` row is ``index flag filename [semi_major semi_minor angle cx cy]`` (whitespace separated);
+``flag`` 1 marks a defective image. The weak label of a defective image is an ellipse (centre ``cx, cy`` in
+pixels, semi-axes in pixels, rotation ``angle`` in radians, see :func:`draw_ellipses`) or, in the variant
+distributed with pixel masks, the file ``Label/<stem>_label.PNG``; the mask file wins when both exist.
+Without ``Labels.txt`` an image is defective exactly when its ``_label.PNG`` exists.
+
+Splits follow the unsupervised protocol: ``train`` holds the defect-free ``Train`` images only, ``test`` all
+``Test`` images (``defect`` is ``"good"`` or ``"defect"``). The converted MVTec-style layout
+(``stlm_core.data.convert.convert_dagm``) is read with ``--dataset mvtec``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stlm_core.data.base import (
+    DatasetReader,
+    list_images,
+    require_category,
+    require_nonempty_train,
+    require_root,
+    require_split,
+)
+from stlm_core.data.sample import SampleRecord
+from stlm_core.errors import DatasetError
+
+NORMAL = "good"
+DEFECT = "defect"
+SPLIT_DIRS = {"train": "Train", "test": "Test"}
+_CLASS_RE = re.compile(r"^Class(\d+)$")
+
+Ellipse = tuple[float, float, float, float, float]  # (cx, cy, semi_major, semi_minor, angle_rad)
+
+
+def draw_ellipses(ellipses, shape: tuple[int, int]) -> np.ndarray:
+    """Rasterise filled ellipses into a uint8 {0, 1} mask of ``shape`` (H, W).
+
+    Each ellipse is ``(cx, cy, semi_major, semi_minor, angle_rad)`` in pixel units, the centre measured from the
+    top-left pixel centre (x to the right, y down). ``angle_rad`` rotates the major axis counter-clockwise *as seen
+    on screen* from the x axis. Pixel (x, y) is inside when its rotated offsets satisfy
+    ``(u / semi_major)^2 + (v / semi_minor)^2 <= 1``. Written with numpy rather than ``cv2.ellipse`` because
+    OpenCV rounds centre and axes to integers and takes degrees; the DAGM labels are sub-pixel floats.
+    """
+    height, width = int(shape[0]), int(shape[1])
+    mask = np.zeros((height, width), dtype=np.uint8)
+    if not ellipses:
+        return mask
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    for cx, cy, semi_major, semi_minor, angle in ellipses:
+        a, b = max(float(semi_major), 0.5), max(float(semi_minor), 0.5)  # a degenerate axis still marks a line
+        dx, dy = xs - float(cx), ys - float(cy)
+        cos, sin = math.cos(float(angle)), math.sin(float(angle))
+        u = dx * cos - dy * sin  # along the major axis (y points down, hence the signs)
+        v = dx * sin + dy * cos
+        mask[(u / a) ** 2 + (v / b) ** 2 <= 1.0] = 1
+    return mask
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One parsed ``Labels.txt`` row."""
+
+    filename: str
+    defective: bool
+    ellipse: Ellipse | None = None
+
+
+def read_labels(path: Path) -> dict[str, LabelRow]:
+    """Parse a DAGM ``Labels.txt``: header line, then ``index flag filename [semi_major semi_minor angle cx cy]``.
+
+    Returns rows keyed by file name. Rows whose fields after the file name are not five numbers carry no ellipse
+    (the pixel-mask variant writes e.g. ``0`` or a mask file name there).
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise DatasetError(f"cannot read the DAGM label file {path} ({exc}); restore it from the archive.") from exc
+    rows: dict[str, LabelRow] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 3 or fields[1] not in ("0", "1"):
+            raise DatasetError(
+                f"{path} line {number}: expected 'index flag filename [semi_major semi_minor angle cx cy]' with "
+                f"flag 0 or 1, got {line.strip()!r}. Restore the file from the DAGM 2007 archive."
+            )
+        defective = fields[1] == "1"
+        ellipse = None
+        if defective and len(fields) >= 8:
+            try:
+                semi_major, semi_minor, angle, cx, cy = (float(f) for f in fields[3:8])
+                ellipse = (cx, cy, semi_major, semi_minor, angle)
+            except ValueError:
+                ellipse = None
+        rows[fields[2]] = LabelRow(fields[2], defective, ellipse)
+    return rows
+
+
+class DagmReader(DatasetReader):
+    """Reads DAGM 2007 classes ``Class1`` .. ``Class10`` (any ``Class<k>`` folder with ``Train`` and ``Test``)."""
+
+    name = "dagm"
+    splits = ("train", "test")
+
+    def categories(self, root: Path) -> list[str]:
+        root = require_root(root, self.name)
+        found = [
+            p.name for p in root.iterdir()
+            if p.is_dir() and _CLASS_RE.match(p.name) and (p / "Train").is_dir() and (p / "Test").is_dir()
+        ]
+        if not found:
+            raise DatasetError(
+                f"no DAGM 2007 classes in {root}: expected folders Class1..Class10 each with Train/ and Test/ "
+                f"(and Train/Label/Labels.txt). Download with 'stlm data download dagm --root {root}' (which also "
+                "converts to the MVTec layout, read with --dataset mvtec)."
+            )
+        return sorted(found, key=lambda n: int(_CLASS_RE.match(n).group(1)))
+
+    def records(self, root: Path, category: str, split: str) -> list[SampleRecord]:
+        root = require_root(root, self.name)
+        require_category(root, category, self.categories(root), self.name)
+        require_split(split, self.splits, self.name)
+        folder = root / category / SPLIT_DIRS[split]
+        label_dir = folder / "Label"
+        labels_txt = label_dir / "Labels.txt"
+        labels = read_labels(labels_txt) if labels_txt.is_file() else None
+        if labels is None and not label_dir.is_dir():
+            raise DatasetError(
+                f"{folder} has no Label/ folder, so defective images cannot be told from normal ones: expected "
+                f"{labels_txt} (or Label/<name>_label.PNG masks). Restore it from the DAGM 2007 archive."
+            )
+        recs: list[SampleRecord] = []
+        for image_path in list_images(folder):
+            mask_file = self._mask_file(label_dir, image_path)
+            row = labels.get(image_path.name) if labels is not None else None
+            if labels is not None and row is None:
+                raise DatasetError(
+                    f"image {image_path} is not listed in {labels_txt}; restore the label file from the archive or "
+                    "remove the image."
+                )
+            defective = row.defective if row is not None else mask_file is not None
+            if not defective:
+                recs.append(SampleRecord(image_path, 0, NORMAL, category, split))
+                continue
+            if split == "train":
+                continue  # unsupervised protocol: defective training images are not used
+            if mask_file is not None:
+                recs.append(SampleRecord(image_path, 1, DEFECT, category, split, mask_paths=(mask_file,)))
+            elif row is not None and row.ellipse is not None:
+                recs.append(SampleRecord(image_path, 1, DEFECT, category, split, ellipse_masks=(row.ellipse,)))
+            else:
+                raise DatasetError(
+                    f"defect image {image_path} has no mask: {labels_txt} gives no ellipse for it and "
+                    f"{label_dir / (image_path.stem + '_label.PNG')} does not exist. Restore the labels from the "
+                    "DAGM 2007 archive, or move the image out of the test split."
+                )
+        if split == "train":
+            return require_nonempty_train(recs, root, category, folder)
+        if not recs:
+            raise DatasetError(f"no test images in {folder}; expected {folder}/*.PNG.")
+        return recs
+
+    @staticmethod
+    def _mask_file(label_dir: Path, image_path: Path) -> Path | None:
+        for suffix in (".PNG", ".png"):
+            candidate = label_dir / f"{image_path.stem}_label{suffix}"
+            if candidate.is_file():
+                return candidate
+        return None

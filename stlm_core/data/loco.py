@@ -1,0 +1,89 @@
+"""MVTec LOCO AD (logical and structural anomalies).
+
+::
+
+    <root>/<category>/train/good/*.png
+    <root>/<category>/validation/good/*.png
+    <root>/<category>/test/{good,logical_anomalies,structural_anomalies}/<id>.png
+    <root>/<category>/ground_truth/<defect>/<id>/<k>.png     one or more masks per anomalous image
+
+The masks of one image are merged by union (any non-zero value is anomalous; LOCO encodes some defects with
+values other than 255). ``anomaly_kind`` is ``"logical"`` or ``"structural"`` for anomalous test images and
+``None`` for good ones; ``defect`` is the folder name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stlm_core.data.base import (
+    DatasetReader,
+    list_images,
+    require_category,
+    require_nonempty_train,
+    require_root,
+    require_split,
+)
+from stlm_core.data.sample import SampleRecord
+from stlm_core.errors import DatasetError
+
+NORMAL = "good"
+KINDS = {"logical_anomalies": "logical", "structural_anomalies": "structural"}
+
+
+class LocoReader(DatasetReader):
+    name = "loco"
+    splits = ("train", "validation", "test")
+
+    def categories(self, root: Path) -> list[str]:
+        root = require_root(root, self.name)
+        found = sorted(
+            p.name for p in root.iterdir()
+            if p.is_dir() and (p / "train").is_dir() and (p / "test").is_dir() and (p / "validation").is_dir()
+        )
+        if not found:
+            raise DatasetError(
+                f"no MVTec LOCO categories in {root}: expected folders <category>/train/good, "
+                f"<category>/validation/good and <category>/test/<defect>. Download with 'stlm data download loco "
+                f"--root {root}' or pass the folder that holds the categories."
+            )
+        return found
+
+    def records(self, root: Path, category: str, split: str) -> list[SampleRecord]:
+        root = require_root(root, self.name)
+        require_category(root, category, self.categories(root), self.name)
+        require_split(split, self.splits, self.name)
+        cat_dir = root / category
+        if split in ("train", "validation"):
+            folder = cat_dir / split / NORMAL
+            recs = [SampleRecord(p, 0, NORMAL, category, split) for p in list_images(folder)]
+            if split == "train":
+                return require_nonempty_train(recs, root, category, folder)
+            if not recs:
+                raise DatasetError(f"the validation split of {category!r} is empty: no images in {folder}.")
+            return recs
+        test_dir = cat_dir / "test"
+        recs = []
+        for defect_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+            defect = defect_dir.name
+            for image_path in list_images(defect_dir):
+                if defect == NORMAL:
+                    recs.append(SampleRecord(image_path, 0, NORMAL, category, "test"))
+                    continue
+                masks = self._mask_paths(cat_dir, defect, image_path)
+                recs.append(SampleRecord(image_path, 1, defect, category, "test", mask_paths=masks,
+                                         anomaly_kind=KINDS.get(defect, defect.removesuffix("_anomalies"))))
+        if not recs:
+            raise DatasetError(f"no test images in {test_dir}; expected {test_dir}/<defect>/*.png.")
+        return recs
+
+    @staticmethod
+    def _mask_paths(cat_dir: Path, defect: str, image_path: Path) -> tuple[Path, ...]:
+        mask_dir = cat_dir / "ground_truth" / defect / image_path.stem
+        masks = tuple(list_images(mask_dir))
+        if not masks:
+            raise DatasetError(
+                f"defect image {image_path} has no mask: expected one or more files {mask_dir}/000.png. Restore "
+                "the ground truth from the MVTec LOCO archive, or move the image out of the test split."
+            )
+        return masks
