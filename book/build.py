@@ -1,0 +1,146 @@
+"""Build the report: execute every chapter notebook with papermill, then render HTML with Jupyter Book 1.x.
+
+    python book/build.py                                  # the embedded default (synthetic data, smoke profile)
+    python book/build.py --data mvtec=/data/mvtec_anomaly_detection --profile paper
+
+Chapters are listed in ``book/chapters.yml``. Executed notebooks go to ``book/generated/`` (git-ignored), the table of
+contents is written to ``book/_toc.yml``, and the HTML lands in ``book/_build/html/``. A notebook that fails stops the
+build with a message naming the notebook and the cell; its partly executed copy is kept for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+BOOK = Path(__file__).resolve().parent
+REPO = BOOK.parent
+NOTEBOOKS = REPO / "notebooks"
+GENERATED = BOOK / "generated"
+
+
+class ChapterFailed(RuntimeError):
+    pass
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", action="append", default=[], metavar="NAME=ROOT",
+                        help="dataset to run per-dataset chapters on (repeatable), e.g. mvtec=/data/mvtec. "
+                             "Default: synthetic=<--data-root>")
+    parser.add_argument("--data-root", default="data/synthetic",
+                        help="root of the synthetic dataset (generated there if missing; default data/synthetic)")
+    parser.add_argument("--profile", default="smoke", choices=("paper", "cpu", "smoke"),
+                        help="profile passed to chapters that declare a `profile` parameter (default smoke)")
+    parser.add_argument("--only", action="append", default=[], metavar="NOTEBOOK",
+                        help="execute only these chapter notebooks (others keep their previous output)")
+    parser.add_argument("--skip-execute", action="store_true", help="only render what book/generated/ holds")
+    return parser.parse_args(argv)
+
+
+def datasets_from(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    pairs = []
+    for item in args.data or [f"synthetic={args.data_root}"]:
+        if "=" not in item:
+            raise SystemExit(f"--data expects NAME=ROOT, got {item!r}")
+        name, root = item.split("=", 1)
+        pairs.append((name, (REPO / root).resolve() if not Path(root).is_absolute() else Path(root)))
+    return pairs
+
+
+def ensure_synthetic(root: Path) -> None:
+    if (root / "README.txt").is_file():
+        return
+    from stlm_core.data.synthetic import generate
+
+    print(f"[book] generating the synthetic dataset in {root}", flush=True)
+    generate(root)
+
+
+def retitle(notebook: Path, suffix: str) -> None:
+    """Append ``suffix`` to the notebook's first H1 heading so per-dataset copies have distinct titles."""
+    nb = json.loads(notebook.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        source = "".join(cell["source"])
+        if source.startswith("# "):
+            first, _, rest = source.partition("\n")
+            cell["source"] = f"{first} ({suffix})\n{rest}"
+            break
+    notebook.write_text(json.dumps(nb, indent=1))
+
+
+def execute(chapter: dict, output: Path, parameters: dict) -> None:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source = NOTEBOOKS / chapter["notebook"]
+    declared = papermill.inspect_notebook(str(source))
+    params = {k: v for k, v in parameters.items() if k in declared}
+    started = time.perf_counter()
+    print(f"[book] executing {source.relative_to(REPO)} -> {output.relative_to(REPO)} with {params}", flush=True)
+    try:
+        papermill.execute_notebook(str(source), str(output), parameters=params, kernel_name="python3",
+                                   cwd=str(NOTEBOOKS), progress_bar=False, log_output=False)
+    except PapermillExecutionError as exc:
+        # papermill counts its injected-parameters cell; report the cell's index in the source notebook instead.
+        cells = json.loads(source.read_text())["cells"]
+        matches = [i for i, cell in enumerate(cells) if "".join(cell["source"]) == exc.source]
+        where = f"cell {matches[0]}" if matches else f"output cell {exc.cell_index}"
+        raise ChapterFailed(
+            f"notebook {source.relative_to(REPO)} failed in {where} (0-based; execution count "
+            f"{exc.exec_count}): {exc.ename}: {exc.evalue}\n--- cell source ---\n{exc.source}\n"
+            f"The partly executed notebook is {output}."
+        ) from None
+    print(f"[book]   done in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = yaml.safe_load((BOOK / "chapters.yml").read_text())
+    datasets = datasets_from(args)
+    GENERATED.mkdir(exist_ok=True)
+    toc_entries = []
+    for name, root in datasets:
+        if name == "synthetic" and not args.skip_execute:
+            ensure_synthetic(root)
+    for chapter in config["chapters"]:
+        stem = Path(chapter["notebook"]).stem
+        runs = [(f"{stem}_{name}", {"dataset": name, "data_root": str(root)}, name) for name, root in datasets] \
+            if chapter.get("per_dataset") else [(stem, {}, None)]
+        for out_stem, params, suffix in runs:
+            output = GENERATED / f"{out_stem}.ipynb"
+            params = {**chapter.get("params", {}), **params, "profile": args.profile}
+            wanted = not args.only or chapter["notebook"] in args.only
+            if not args.skip_execute and wanted:
+                try:
+                    execute(chapter, output, params)
+                except ChapterFailed as exc:
+                    print(f"[book] BUILD FAILED: {exc}", file=sys.stderr)
+                    return 1
+                if suffix and len(datasets) > 1:
+                    retitle(output, suffix)
+            if output.is_file():
+                toc_entries.append({"file": f"generated/{out_stem}"})
+    toc = {"format": "jb-book", "root": Path(config["intro"]).stem, "chapters": toc_entries}
+    (BOOK / "_toc.yml").write_text("# Generated by book/build.py from chapters.yml; do not edit.\n" + yaml.safe_dump(toc, sort_keys=False))
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    command = [str(jupyter_book), "build", "--all", "-W", "--keep-going", str(BOOK)]
+    print(f"[book] {' '.join(command)}", flush=True)
+    result = subprocess.run(command, cwd=REPO)
+    if result.returncode != 0:
+        print("[book] BUILD FAILED: jupyter-book reported errors (see above)", file=sys.stderr)
+        return result.returncode
+    print(f"[book] HTML: {BOOK / '_build' / 'html' / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
