@@ -19,6 +19,7 @@ from stlm_core.errors import StlmError
 COMMAND_MODULES: tuple[str, ...] = (
     "stlm_core.data.cli",
     "stlm_core.data_download_cli",
+    "stlm_core.clipsam.cli",
 )
 
 
