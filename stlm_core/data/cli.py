@@ -56,8 +56,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help='print one JSON object {"dataset", "root", "categories": {cat: {"train", "test", "masks"}}}')
     chk.set_defaults(func=_check)
 
-    try:  # `stlm data download` lives with the download code
-        from stlm_core.data_download_cli import add_download_parser
-    except ImportError:
-        return
+    from stlm_core.data_download_cli import add_download_parser  # `stlm data download` lives with the download code
+
     add_download_parser(data_sub)
