@@ -4,6 +4,8 @@ Lookup order for a checkpoint file: ``$STLM_WEIGHTS`` (a folder), then ``./weigh
 ``~/.cache/stlm_core/weights``. Nothing here downloads; ``stlm weights download NAME`` does, explicitly.
 A ``sha256`` of ``None`` means the project does not know the official checksum: the download command then
 prints the hash it computed, and the identity recorded in run records is ``<name>@<computed sha256>``.
+The known checksums are the widely published hashes of the official files (SAM, MobileSAM: cross-checked in
+several independent public download scripts; OpenAI CLIP: the hash OpenAI embeds in its download URL).
 """
 
 from __future__ import annotations
@@ -31,17 +33,17 @@ REGISTRY: dict[str, WeightsEntry] = {
     "sam_vit_h": WeightsEntry(
         "sam_vit_h", "sam_vit_h_4b8939.pth",
         "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
-        None, "segment_anything.sam_model_registry['vit_h']", "Apache-2.0", "STLM teacher; CLIP-SAM paper profile",
+        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", "segment_anything.sam_model_registry['vit_h']", "Apache-2.0", "STLM teacher; CLIP-SAM paper profile",
     ),
     "sam_vit_b": WeightsEntry(
         "sam_vit_b", "sam_vit_b_01ec64.pth",
         "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
-        None, "segment_anything.sam_model_registry['vit_b']", "Apache-2.0", "CLIP-SAM cpu profile",
+        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", "segment_anything.sam_model_registry['vit_b']", "Apache-2.0", "CLIP-SAM cpu profile",
     ),
     "mobile_sam": WeightsEntry(
         "mobile_sam", "mobile_sam.pt",
         "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
-        None, "mobile_sam.sam_model_registry['vit_t']", "Apache-2.0", "STLM shared decoder / student init",
+        "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f", "mobile_sam.sam_model_registry['vit_t']", "Apache-2.0", "STLM shared decoder / student init",
     ),
     # OpenAI embeds the file's sha256 in its download URL.
     "clip_vit_l14_336_openai": WeightsEntry(
