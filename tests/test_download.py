@@ -68,7 +68,7 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.files, httpd.cut, httpd.requests, httpd.ranges = {}, {}, [], True
     httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield httpd
     httpd.shutdown()
@@ -231,7 +231,7 @@ def test_fetch_checksum_mismatch_leaves_no_dataset(server, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: checksum mismatch for http://127.0.0.1")
     assert SOURCES["mvtec"].archives[0].sha256 in err and "Traceback" not in err
-    assert [p for p in root.rglob("*") if p.is_file()] == []  # no archive, no .part, nothing unpacked
+    assert list(root.iterdir()) == []  # no archive, no .part, nothing unpacked
     assert not any(p.name in ("widget", "train") for p in root.rglob("*"))
 
 
@@ -261,6 +261,8 @@ def test_fetch_dagm_zips_unverified_then_converted(server, tmp_path, monkeypatch
     fetch_dataset("dagm", root, url=server.base, keep_archives=True, progress=False, log=messages.append)
     assert list_categories("mvtec", root) == ["Class1", "Class2"]
     assert len(open_dataset("mvtec", root, "Class2", "train")) == 3
+    assert list_categories("dagm", root) == ["Class1", "Class2"]  # the converted layout is detected
+    assert sorted(open_dataset("dagm", root, "Class1", "test").labels.tolist()) == [0, 0, 1, 1]
     assert sum("NOT verified" in m for m in messages) == 2
     assert sorted(p.name for p in (root / "_downloads").iterdir()) == ["Class1.zip", "Class2.zip"]
 

@@ -14,8 +14,9 @@ distributed with pixel masks, the file ``Label/<stem>_label.PNG``; the mask file
 Without ``Labels.txt`` an image is defective exactly when its ``_label.PNG`` exists.
 
 Splits follow the unsupervised protocol: ``train`` holds the defect-free ``Train`` images only, ``test`` all
-``Test`` images (``defect`` is ``"good"`` or ``"defect"``). The converted MVTec-style layout
-(``stlm_core.data.convert.convert_dagm``) is read with ``--dataset mvtec``.
+``Test`` images (``defect`` is ``"good"`` or ``"defect"``). A root without native ``Class<k>/Train`` folders but
+in the converted MVTec-style layout (written by ``stlm data download dagm`` / ``convert_dagm``) is detected and
+read through :class:`~stlm_core.data.mvtec.MVTecReader` (``--dataset mvtec`` reads it too).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from stlm_core.data.base import (
     require_root,
     require_split,
 )
+from stlm_core.data.mvtec import MVTecReader
 from stlm_core.data.sample import SampleRecord
 from stlm_core.errors import DatasetError
 
@@ -118,22 +120,44 @@ class DagmReader(DatasetReader):
     name = "dagm"
     splits = ("train", "test")
 
-    def categories(self, root: Path) -> list[str]:
-        root = require_root(root, self.name)
-        found = [
+    def _converted(self, root: Path) -> MVTecReader | None:
+        """An MVTec reader (named ``dagm``) if ``root`` holds no native class but the converted layout."""
+        if any(self._native_classes(root)):
+            return None
+        reader = MVTecReader()
+        reader.name = self.name
+        try:
+            reader.categories(root)
+        except DatasetError:
+            return None
+        return reader
+
+    @staticmethod
+    def _native_classes(root: Path) -> list[str]:
+        return [
             p.name for p in root.iterdir()
             if p.is_dir() and _CLASS_RE.match(p.name) and (p / "Train").is_dir() and (p / "Test").is_dir()
         ]
+
+    def categories(self, root: Path) -> list[str]:
+        root = require_root(root, self.name)
+        converted = self._converted(root)
+        if converted is not None:
+            return converted.categories(root)
+        found = self._native_classes(root)
         if not found:
             raise DatasetError(
                 f"no DAGM 2007 classes in {root}: expected folders Class1..Class10 each with Train/ and Test/ "
-                f"(and Train/Label/Labels.txt). Download with 'stlm data download dagm --root {root}' (which also "
-                "converts to the MVTec layout, read with --dataset mvtec)."
+                f"(and Train/Label/Labels.txt), or the converted layout Class<k>/train/good + Class<k>/test/<defect>. "
+                f"Download with 'stlm data download dagm --root {root}'."
             )
         return sorted(found, key=lambda n: int(_CLASS_RE.match(n).group(1)))
 
     def records(self, root: Path, category: str, split: str) -> list[SampleRecord]:
         root = require_root(root, self.name)
+        converted = self._converted(root)
+        if converted is not None:
+            return converted.records(root, category, split)
         require_category(root, category, self.categories(root), self.name)
         require_split(split, self.splits, self.name)
         folder = root / category / SPLIT_DIRS[split]

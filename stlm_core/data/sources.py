@@ -265,13 +265,18 @@ def fetch_dataset(name: str, root: str | Path, url: str | None = None, *, keep_a
     log(f"{src.title}: licence {src.licence}. Homepage: {src.homepage}")
     downloads = root / DOWNLOADS_DIR
     hashes: dict[str, dict] = {}
-    for archive in src.archives:
-        archive_url = resolve_url(archive, url)
-        size = f" ({archive.size_bytes / 1e9:.2f} GB)" if archive.size_bytes else ""
-        log(f"downloading {archive.filename}{size} from {archive_url}")
-        actual = download_file(archive_url, downloads / archive.filename, archive.sha256, progress=progress, log=log,
-                               fix_hint=f"Official page: {src.homepage}.")
-        hashes[archive.filename] = {"sha256": actual, "verified": archive.sha256 is not None, "url": archive_url}
+    try:
+        for archive in src.archives:
+            archive_url = resolve_url(archive, url)
+            size = f" ({archive.size_bytes / 1e9:.2f} GB)" if archive.size_bytes else ""
+            log(f"downloading {archive.filename}{size} from {archive_url}")
+            actual = download_file(archive_url, downloads / archive.filename, archive.sha256, progress=progress,
+                                   log=log, fix_hint=f"Official page: {src.homepage}.")
+            hashes[archive.filename] = {"sha256": actual, "verified": archive.sha256 is not None, "url": archive_url}
+    except BaseException:
+        if downloads.is_dir() and not any(downloads.iterdir()):
+            downloads.rmdir()  # keep only what can be resumed (.part files) or reused (verified archives)
+        raise
 
     staging = Path(tempfile.mkdtemp(prefix=".stlm-unpack-", dir=root))
     try:
