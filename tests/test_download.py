@@ -316,3 +316,26 @@ def test_weights_download_cli(server, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "w" / filename).exists() and not (tmp_path / "w" / (filename + ".part")).exists()
     with pytest.raises(DownloadError, match="checksum mismatch"):
         download_weights(known, tmp_path / "w", url=server.base, progress=False, log=lambda m: None)
+
+
+def test_complete_part_file_is_verified_without_refetching(server, tmp_path):
+    data = b"z" * 10_000
+    server.files["z.bin"] = data
+    dest = tmp_path / "z.bin"
+    part_path(dest).write_bytes(data)  # e.g. killed after the last byte, before the rename
+    download_file(f"{server.base}/z.bin", dest, _sha(data), progress=False, log=lambda m: None)
+    assert server.requests == [("z.bin", "bytes=10000-")] and dest.read_bytes() == data
+
+
+def test_data_scripts_have_help():
+    import subprocess
+    import sys
+
+    scripts = sorted((Path(__file__).resolve().parents[1] / "data_scripts").glob("*.py"))
+    assert {s.name for s in scripts} >= {
+        "download_mvtec.py", "download_visa.py", "download_dagm.py", "download_loco.py", "download_dtd.py",
+        "download_weights.py", "convert_visa.py", "convert_dagm.py",
+    }
+    for script in scripts:
+        result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and "usage:" in result.stdout, (script, result.stderr)
