@@ -198,7 +198,7 @@ def _extract_tar(archive: Path, into: Path) -> None:
 def _extract_zip(archive: Path, into: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
         for name in zf.namelist():
-            if name.startswith(("/", "\\")) or ":" in Path(name).parts[0] or not _is_within(into, into / name):
+            if name.startswith(("/", "\\")) or ":" in name.split("/")[0] or not _is_within(into, into / name):
                 raise DownloadError(f"archive {archive} contains the unsafe path {name!r}; refusing to unpack.")
         zf.extractall(into)
 

@@ -339,3 +339,21 @@ def test_data_scripts_have_help():
     for script in scripts:
         result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0 and "usage:" in result.stdout, (script, result.stderr)
+
+
+def test_fetch_real_mvtec_sample_with_interruption(server, tmp_path, monkeypatch, sample_root):
+    """The real MVTec AD sample, tarred, served, cut mid-way, resumed, verified and unpacked: counts unchanged."""
+    from stlm_core.data.check import check_dataset
+
+    archive = _tar(sample_root, mode="w")
+    filename = SOURCES["mvtec"].archives[0].filename
+    server.files[filename], server.cut[filename] = archive, len(archive) // 2
+    _with_archives(monkeypatch, "mvtec", sha256=_sha(archive))
+    root = tmp_path / "mvtec"
+    with pytest.raises(DownloadError, match="resume"):
+        fetch_dataset("mvtec", root, url=server.base, progress=False, log=lambda m: None)
+    assert [p.name for p in root.iterdir()] == ["_downloads"]  # only the resumable .part, nothing unpacked
+    fetch_dataset("mvtec", root, url=server.base, progress=False, log=lambda m: None)
+    assert server.requests[-1] == (filename, f"bytes={len(archive) // 2}-")
+    expected = check_dataset("mvtec", sample_root, progress=False)["categories"]
+    assert check_dataset("mvtec", root, progress=False)["categories"] == expected
