@@ -42,6 +42,8 @@ DOWNLOADS_DIR = "_downloads"
 
 @dataclass(frozen=True)
 class Archive:
+    """One archive file. ``size_bytes`` is informational (shown before downloading; the sha256 is the check)."""
+
     filename: str
     url: str
     sha256: str | None = None
@@ -91,7 +93,7 @@ SOURCES: dict[str, DatasetSource] = {
             "VisA_20220922.tar",
             "https://amazon-visual-anomaly.s3.us-west-2.amazonaws.com/VisA_20220922.tar",
             "2eb8690c803ab37de0324772964100169ec8ba1fa3f7e94291c9ca673f40f362",
-            None,
+            1_929_840_640,
             _ANOMALIB,
         ),),
         postprocess="visa",
@@ -125,7 +127,7 @@ SOURCES: dict[str, DatasetSource] = {
             "https://www.mydrive.ch/shares/48237/1b9106ccdfbb09a0c414bd49fe44a14a/download/430647091-1646842701/"
             "mvtec_loco_anomaly_detection.tar.xz",
             "9e7c84dba550fd2e59d8e9e231c929c45ba737b6b6a6d3814100f54d63aae687",
-            None,
+            6_126_996_224,
             _ANOMALIB,
         ),),
         postprocess="none",
