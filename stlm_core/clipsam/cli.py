@@ -30,7 +30,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="smoke", choices=PROFILES, help=PROFILE_HELP + " (default smoke)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed for random initialisation and training (default 0)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N test images (per category)")
+    p.add_argument("--limit", type=int, default=None, help="use at most N test images per category (evenly spaced over the sorted list)")
     p.add_argument("--clip-checkpoint", default="auto",
                    help="CLIP weights file (default: look up the profile's official file; cpu/smoke fall back to "
                         "random init)")

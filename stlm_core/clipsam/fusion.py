@@ -16,13 +16,10 @@ images; for ``default`` it is the spec's 0.5 * Map_a. There is deliberately no t
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 
 FUSIONS = ("default", "sam", "additive")
 IMAGE_SCORES = ("max", "clip_cls")
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free logistic
 
 
 def fuse(map_norm: np.ndarray, logits: np.ndarray | None, fusion: str = "default", weight: float = 0.5) -> np.ndarray:
@@ -34,7 +31,7 @@ def fuse(map_norm: np.ndarray, logits: np.ndarray | None, fusion: str = "default
         if fusion == "default":
             return (weight * m).astype(np.float32)
         return np.zeros_like(m) if fusion == "sam" else m.copy()
-    s = _sigmoid(np.asarray(logits, dtype=np.float32))
+    s = expit(np.asarray(logits, dtype=np.float32))
     if fusion == "default":
         out = weight * m + (1.0 - weight) * m * s
     elif fusion == "sam":

@@ -143,7 +143,8 @@ class ClipSamPipeline:
 
     def run_dataset(self, samples: Sequence, class_name: str, progress: bool = True,
                     limit: int | None = None) -> dict:
-        """Run on a sequence of samples; returns eval-size arrays and per-image records.
+        """Run on a sequence of samples (``limit``: at most that many, evenly spaced); returns eval-size arrays
+        and per-image records.
 
         Keys: ``maps`` (N, E, E) final maps, ``clip_maps`` (N, E, E), ``masks`` (N, E, E) uint8, ``scores`` (N,),
         ``clip_scores`` (N,), ``labels`` (N,), ``paths``, ``prompts`` (per image, original pixels), ``timings_ms``
@@ -153,10 +154,12 @@ class ClipSamPipeline:
 
         size = self.config.eval_size
         n = len(samples) if limit is None else min(limit, len(samples))
+        # ``limit``: an evenly spaced subset, so that normal and anomalous images (sorted by folder) both appear
+        indices = np.unique(np.linspace(0, len(samples) - 1, n).round().astype(int)) if n else []
         out: dict = {"maps": [], "clip_maps": [], "masks": [], "scores": [], "clip_scores": [], "labels": [],
                      "paths": [], "prompts": [], "timings_ms": {s: [] for s in STAGES}}
-        for i in tqdm(range(n), desc=f"zeroshot {class_name}", disable=not progress):
-            sample = samples[i]
+        for i in tqdm(indices, desc=f"zeroshot {class_name}", disable=not progress):
+            sample = samples[int(i)]
             result = self.run_image(sample.image, class_name)
             out["maps"].append(resize_map(result.anomaly_map, size))
             out["clip_maps"].append(resize_map(result.clip_map, size))

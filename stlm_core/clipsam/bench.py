@@ -1,0 +1,111 @@
+"""Time per image of each CLIP-SAM stage on this device (issue 5, item 8; spec experiment CS-E9).
+
+Models are randomly initialised (timing only: cost does not depend on the weights) and the bench never looks for
+checkpoints. The CLIP stage includes adapters (random) and the upsampled map; text features are cached after the
+warm-up, as in a real run. PPG and CPS run on a constructed CLIP map with one Gaussian blob (peak 1, S_a non-empty,
+one component), so they do their full work whatever the random CLIP map looks like.
+
+Stages: ``clip`` (CLIP image encoder + adapters + map), ``sam_encoder`` (``SamPredictor.set_image``), ``ppg``
+(S_a, positives, ring, SAM-feature similarity, negatives), ``cps`` (the 3-stage cascade = 3 decoder calls), and
+``cps_stage1`` (one decoder call) to give the CPS overhead = ``cps - cps_stage1`` (the paper: about 100 ms on its GPU).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def blob_map(shape: tuple[int, int], sigma_fraction: float = 0.08) -> np.ndarray:
+    """A (H, W) map in [0, 1] with one Gaussian blob at the centre (peak 1)."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    sigma = sigma_fraction * min(h, w)
+    return np.exp(-(((xs - w / 2) ** 2 + (ys - h / 2) ** 2) / (2 * sigma**2))).astype(np.float32)
+
+
+def bench_clipsam(profile: str, image_size: int | None = None, runs: int = 3, warmup: int = 1,
+                  device: str = "cpu", seed: int = 0) -> dict:
+    """Per-stage latency (ms, median over ``runs``) of one image of ``image_size`` squared (default: the SAM input
+    size of the profile), with parameter counts, peak memory and the CPS overhead fraction."""
+    import torch
+
+    from stlm_core.bench import count_parameters, environment_info, measure_latency, peak_memory_mb, reset_peak_memory
+    from stlm_core.clipsam.adapters import LinearAdapters
+    from stlm_core.clipsam.clip_localiser import AdapterLocaliser, build_clip
+    from stlm_core.clipsam.config import get_config
+    from stlm_core.clipsam.cps import run_cascade
+    from stlm_core.clipsam.pipeline import ClipSamPipeline
+    from stlm_core.clipsam.ppg import generate_prompts, sam_similarity_fn
+    from stlm_core.clipsam.sam_backend import build_sam
+
+    config = get_config(profile)
+    size = int(image_size or config.sam_image_size)
+    torch.manual_seed(seed)
+    reset_peak_memory(device)
+    clip = build_clip(config, checkpoint=None, device=device)
+    adapters = LinearAdapters(clip.width, clip.embed_dim, config.n_layers).to(device)
+    sam = build_sam(config, checkpoint=None, device=device)
+    pipe = ClipSamPipeline(config, clip, AdapterLocaliser(adapters, trained_on=None), sam)
+
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    clip_map = blob_map((size, size))
+    state: dict = {}
+
+    def clip_stage():
+        pipe.clip_stage(image, "object")
+
+    def sam_encoder():
+        sam.set_image(image)
+
+    def ppg():
+        state["prompts"] = generate_prompts(clip_map, sam_similarity_fn(sam, config.cofeature), config)
+
+    def cps(stages: int):
+        def run():
+            for p in state["prompts"]:
+                run_cascade(sam.predictor, p.points, p.labels, stages, config.multimask, config.box_mode, clip_map)
+        return run
+
+    stages = {}
+    with torch.inference_mode():
+        stages["clip"] = measure_latency(clip_stage, warmup=warmup, runs=runs, device=device)
+        stages["sam_encoder"] = measure_latency(sam_encoder, warmup=warmup, runs=runs, device=device)
+        stages["ppg"] = measure_latency(ppg, warmup=warmup, runs=runs, device=device)
+        stages["cps"] = measure_latency(cps(config.cps_stages), warmup=warmup, runs=runs, device=device)
+        stages["cps_stage1"] = measure_latency(cps(1), warmup=warmup, runs=runs, device=device)
+    for timing in stages.values():
+        timing.pop("times_ms", None)
+    median = {name: t["median_ms"] for name, t in stages.items()}
+    total = median["clip"] + median["sam_encoder"] + median["ppg"] + median["cps"]
+    overhead = median["cps"] - median["cps_stage1"]
+    return {
+        "method": "clipsam",
+        "profile": profile,
+        "weights": "random-init (timing only)",
+        "image_size": size,
+        "clip_model": config.clip_model,
+        "clip_image_size": config.clip_image_size,
+        "sam_arch": config.sam_arch,
+        "sam_image_size": config.sam_image_size,
+        "prompts": {"components": len(state["prompts"]),
+                    "points": int(sum(len(p.points) for p in state["prompts"]))},
+        "stages": stages,
+        "median_ms": median,
+        "total_ms": total,
+        "cps_fraction": median["cps"] / total,
+        "cps_overhead_ms": overhead,
+        "cps_overhead_fraction": overhead / total,
+        "parameters": {
+            "clip_visual": count_parameters(clip.model.visual, depth=0)["total"],
+            "clip_text_total": count_parameters(clip.model, depth=0)["total"]
+            - count_parameters(clip.model.visual, depth=0)["total"],
+            "adapters": count_parameters(adapters, depth=0)["total"],
+            "sam": count_parameters(sam.model, depth=1),
+        },
+        "peak_memory_mb": peak_memory_mb(device),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,  # shared machines: context
+        "environment": environment_info(device),
+    }
