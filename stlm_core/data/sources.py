@@ -265,6 +265,11 @@ def fetch_dataset(name: str, root: str | Path, url: str | None = None, *, keep_a
         )
     root.mkdir(parents=True, exist_ok=True)
     log(f"{src.title}: licence {src.licence}. Homepage: {src.homepage}")
+    known = sum(a.size_bytes or 0 for a in src.archives)
+    free = shutil.disk_usage(root).free
+    if known and free < 2.5 * known:  # archive + unpacked copy (+ converted copy for VisA)
+        log(f"warning: {free / 1e9:.1f} GB free in {root}; {src.title} needs about {2.5 * known / 1e9:.0f} GB while "
+            "installing (archive + unpacked files). Free space or choose another --root if it fails.")
     downloads = root / DOWNLOADS_DIR
     hashes: dict[str, dict] = {}
     try:
