@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stlm_core.data.cli",
     "stlm_core.data_download_cli",
     "stlm_core.clipsam.cli",
+    "stlm_core.bench_cli",
 )
 
 

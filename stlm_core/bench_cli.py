@@ -1,0 +1,195 @@
+"""``stlm bench``: parameter counts, latency and memory of a model/profile, or of the metrics, on this device.
+
+Light module (no torch/numpy import at module level); the work happens in ``stlm_core.metrics.benchmark``,
+``stlm_core.stlm.bench`` and ``stlm_core.clipsam.bench``, imported by the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+from typing import Any
+
+from stlm_core.config import PROFILE_HELP, PROFILES, check_profile
+from stlm_core.errors import StlmError
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure parameters, latency and memory of a model, or the speed of the metrics",
+        description="Benchmarks on this device. 'metrics': all pixel metrics on a synthetic MVTec-sized "
+                    "category; 'stlm' / 'clipsam': parameter counts per module and batch-1 latency of a model "
+                    "profile (random weights: the cost does not depend on them).",
+    )
+    targets = parser.add_subparsers(dest="target", metavar="<target>")
+    targets.required = True
+
+    metrics = targets.add_parser(
+        "metrics", help="time and peak memory of the pixel metrics on synthetic data",
+        description="Computes pixel AUROC, AP, F1-max and exact AUPRO (plus the 200-threshold AUPRO "
+                    "approximation) on SYNTHETIC maps of --images images of --size squared with about --regions "
+                    "defect regions; prints the time of each step, the peak memory, the approximation's "
+                    "deviation and scikit-learn's figures where they fit in memory. Target at 1024 px and 83 "
+                    "images: <= 10 s and <= 6 GiB.",
+    )
+    metrics.add_argument("--size", type=_positive, default=1024, help="image side in pixels (default: 1024)")
+    metrics.add_argument("--images", type=_positive, default=83, help="number of test images (default: 83)")
+    metrics.add_argument("--regions", type=_positive, default=60, help="number of defect regions (default: 60)")
+    metrics.add_argument("--thresholds", type=_positive, default=200,
+                         help="grid size of the AUPRO approximation (default: 200)")
+    metrics.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default: 0)")
+    metrics.add_argument("--sklearn", choices=("auto", "yes", "no"), default="auto",
+                         help="also time scikit-learn's AUROC/AP/F1 (auto: when it fits in memory)")
+    metrics.add_argument("--json", action="store_true", help="print the result as JSON")
+    metrics.set_defaults(func=_bench_metrics)
+
+    for name, default_runs, default_warmup, what in (
+        ("stlm", 10, 2, "STLM students + shared decoder + FA head (teacher excluded)"),
+        ("clipsam", 3, 1, "the CLIP-SAM cascade, per stage"),
+    ):
+        model = targets.add_parser(
+            name, help=f"parameters and batch-1 latency of {what}",
+            description=f"Parameter counts per module, batch-1 latency (median and spread after warm-up) and "
+                        f"peak memory of {what}, with threads and device recorded.",
+        )
+        model.add_argument("--profile", choices=PROFILES, required=True, help=PROFILE_HELP)
+        model.add_argument("--image-size", type=_positive, default=None,
+                           help="input side in pixels (default: the profile's)")
+        model.add_argument("--runs", type=_positive, default=default_runs,
+                           help=f"timed runs (default: {default_runs})")
+        model.add_argument("--warmup", type=int, default=default_warmup,
+                           help=f"untimed warm-up runs (default: {default_warmup})")
+        model.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+        model.add_argument("--json", action="store_true", help="print the result as JSON")
+        model.set_defaults(func=_bench_model, model=name)
+
+
+# ---- handlers ---------------------------------------------------------------------------------------------------
+
+
+def _bench_metrics(args) -> int:
+    from stlm_core.metrics.benchmark import bench_metrics
+
+    result = bench_metrics(size=args.size, n_images=args.images, n_regions=args.regions, seed=args.seed,
+                           sklearn=args.sklearn, num_thresholds=args.thresholds)
+    print(_to_json(result) if args.json else format_metrics_bench(result))
+    return 0
+
+
+_MODEL_BENCH = {
+    "stlm": ("stlm_core.stlm.bench", "bench_stlm"),
+    "clipsam": ("stlm_core.clipsam.bench", "bench_clipsam"),
+}
+
+
+def _bench_model(args) -> int:
+    check_profile(args.profile)
+    if args.warmup < 0:
+        raise StlmError(f"--warmup must be >= 0, got {args.warmup}")
+    module_name, function_name = _MODEL_BENCH[args.model]
+    try:
+        fn = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        raise StlmError(f"the {args.model} benchmark ({module_name}.{function_name}) is not available in this "
+                        f"installation: {exc}") from None
+    kwargs: dict[str, Any] = {"image_size": args.image_size, "runs": args.runs, "warmup": args.warmup}
+    if args.device != "cpu":
+        kwargs["device"] = args.device
+    result = fn(args.profile, **kwargs)
+    print(_to_json(result) if args.json else format_nested(result))
+    return 0
+
+
+# ---- output -----------------------------------------------------------------------------------------------------
+
+
+def _to_json(result: dict) -> str:
+    from stlm_core.results import to_jsonable
+
+    return json.dumps(to_jsonable(result), indent=2)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:,}"
+    return "n/a" if value is None else str(value)
+
+
+def format_nested(result: dict, indent: int = 0) -> str:
+    """A readable indented listing of a (nested) benchmark dict; long number lists are summarised."""
+    lines = []
+    pad = "  " * indent
+    for key, value in result.items():
+        if isinstance(value, dict):
+            lines.append(f"{pad}{key}:")
+            lines.append(format_nested(value, indent + 1))
+        elif isinstance(value, (list, tuple)) and len(value) > 6:
+            lines.append(f"{pad}{key}: [{len(value)} values]")
+        else:
+            lines.append(f"{pad}{key}: {_fmt(value)}")
+    return "\n".join(line for line in lines if line)
+
+
+def format_metrics_bench(r: dict) -> str:
+    """The human-readable report of ``stlm bench metrics``."""
+    d, t = r["data"], r["timings_s"]
+    lines = [
+        f"SYNTHETIC data: {d['images']} images of {d['size']}x{d['size']} ({d['pixels']:,} pixels, "
+        f"{d['positive_fraction']:.2%} anomalous), {d['regions']} regions "
+        f"({d['region_size_px']['min']}-{d['region_size_px']['max']} px, median {d['region_size_px']['median']:.0f}), "
+        f"{d['anomalous_images']} anomalous images; maps {d['maps_dtype']}, inputs {d['inputs_mb']:.0f} MiB "
+        f"(generated in {d['generate_s']:.1f} s)",
+        "",
+        "step                         time [s]",
+        f"  validate inputs           {t['validate_s']:8.3f}",
+        f"  image metrics             {t['image_s']:8.3f}",
+        f"  pixel sort (shared)       {t['pixel_sort_s']:8.3f}",
+        f"  pixel AUROC               {t['pixel_auroc_s']:8.3f}",
+        f"  pixel AP + F1-max         {t['pixel_ap_f1_s']:8.3f}",
+        f"  GT regions (8-conn.)      {t['regions_s']:8.3f}",
+        f"  pixel AUPRO (exact)       {t['pixel_aupro_s']:8.3f}",
+        f"  AUPRO {r['aupro_thresholds']['num_thresholds']} thresholds      "
+        f"{t['pixel_aupro_thresholds_s']:8.3f}",
+        f"  all pixel metrics (exact) {r['pixel_metrics_s']:8.3f}",
+        f"  total (incl. image, approx.) {t['total_s']:5.3f}",
+        "",
+        f"peak memory (process RSS during the metrics, inputs included): {r['peak_memory_mb']:.0f} MiB "
+        f"({r['peak_memory_mb'] / 1024:.2f} GiB); before: {_fmt(r['memory_before_mb'])} MiB",
+        "",
+        "metrics: " + ", ".join(f"{k}={_fmt(v)}" for k, v in r["metrics"].items()),
+        f"AUPRO exact {r['aupro_thresholds']['exact']:.6f} vs {r['aupro_thresholds']['num_thresholds']}-threshold "
+        f"approximation {_fmt(r['aupro_thresholds']['value'])}: deviation "
+        f"{_fmt(r['aupro_thresholds']['deviation_points'])} points",
+    ]
+    target = r["target"]
+    if target["applies"]:
+        lines.append(f"target <= {target['time_s']:.0f} s and <= {target['peak_memory_gib']:.0f} GiB: "
+                     f"{'MET' if target['met'] else 'NOT MET'}")
+    sk = r["sklearn"]
+    lines.append("")
+    if "skipped" in sk:
+        lines.append(f"scikit-learn: skipped ({sk['skipped']})")
+    else:
+        lines.append("scikit-learn                          time [s]  peak [MiB]  |value - ours|")
+        for key, item in sk.items():
+            lines.append(f"  {item['function']:<34}{item['time_s']:8.2f}  {item['peak_memory_mb']:10.0f}  "
+                         f"{item['abs_diff_vs_ours']:.2e}")
+    env = r["environment"]
+    lines.append("")
+    lines.append(f"environment: {env['cpu_count']} CPUs ({env['affinity_cpus']} usable), python {env['python']}, "
+                 f"{env['platform']}")
+    return "\n".join(lines)
