@@ -192,9 +192,10 @@ def test_aupro_invariant_to_monotone_transforms(case):
 
 
 @settings(max_examples=25, deadline=None)
-@given(case=small_case())
-def test_threshold_approximation_equals_reference_loop(case):
+@given(case=small_case(), dtype=st.sampled_from([np.float64, np.float32]))
+def test_threshold_approximation_equals_reference_loop(case, dtype):
     maps, masks = case
+    maps = maps.astype(dtype)  # float32: grid thresholds (float64) are compared exactly with float32 scores
     if masks.all() or not masks.any() or maps.min() == maps.max():
         return
     expected = rd4ad_style_aupro(maps, masks)
@@ -229,3 +230,14 @@ def test_aupro_argument_errors():
         aupro(maps, masks, method="grid")
     with pytest.raises(MetricInputError, match="connectivity"):
         aupro(maps, masks, connectivity=6)
+
+
+def test_count_at_most_is_exact_for_float32_scores_and_float64_keys():
+    from stlm_core.metrics.pro import _count_at_most
+
+    rng = np.random.default_rng(0)
+    scores = np.sort(rng.integers(0, 50, 2000).astype(np.float32) / np.float32(7))  # ties, inexact values
+    keys = np.r_[scores[::37].astype(np.float64), np.nextafter(scores[::37].astype(np.float64), np.inf),
+                 np.nextafter(scores[::37].astype(np.float64), -np.inf), rng.uniform(-1, 8, 50)]
+    expected = [(scores.astype(np.float64) <= k).sum() for k in keys]
+    assert _count_at_most(scores, keys).tolist() == expected

@@ -127,6 +127,20 @@ def aupro_from_ranking(r: Ranking, weights: np.ndarray, fpr_limit: float = 0.3) 
     return area / fpr_limit
 
 
+def _count_at_most(sorted_scores: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """#{sorted_scores <= key} for float64 ``keys``, compared exactly in float64, without widening a float32
+    ``sorted_scores`` (``np.searchsorted`` would copy all of it to the common dtype)."""
+    keys = np.asarray(keys, np.float64)
+    if sorted_scores.dtype == np.float64:
+        return np.searchsorted(sorted_scores, keys, side="right")
+    narrow = keys.astype(sorted_scores.dtype)
+    # ``narrow`` is the nearest representable value, so no score lies strictly between it and the key:
+    # when it rounded up, the scores equal to it are above the key; otherwise they are not.
+    return np.where(narrow.astype(np.float64) > keys,
+                    np.searchsorted(sorted_scores, narrow, side="left"),
+                    np.searchsorted(sorted_scores, narrow, side="right"))
+
+
 def aupro_thresholds_from_ranking(r: Ranking, weights: np.ndarray, fpr_limit: float = 0.3,
                                   num_thresholds: int = 200) -> float:
     """The fixed-threshold approximation of RD4AD/DeSTSeg-style code (see the module doc)."""
@@ -139,7 +153,7 @@ def aupro_thresholds_from_ranking(r: Ranking, weights: np.ndarray, fpr_limit: fl
         raise MetricInputError("all scores are equal: the threshold grid is empty")
     thresholds = np.arange(lo, hi, (hi - lo) / num_thresholds)
     # FPR(t) with "score > t": normal pixels above t
-    fpr = (r.n_neg - np.searchsorted(r.neg_sorted, thresholds, side="right")) / r.n_neg
+    fpr = (r.n_neg - _count_at_most(r.neg_sorted, thresholds)) / r.n_neg
     # PRO(t): a positive p counts for every grid threshold strictly below its score
     below = np.searchsorted(thresholds, r.pos_sorted, side="left")
     mass = np.bincount(below, weights=weights, minlength=thresholds.size + 1)
