@@ -289,8 +289,10 @@ def _flatten(prefix: str, obj: Any, out: dict) -> None:
 def load_runs(runs_dir: str | os.PathLike, name: str = METRICS_FILE):
     """Aggregate every ``<run>/<name>`` under ``runs_dir`` into a ``pandas.DataFrame``, one row per run.
 
-    Identity columns ``method``, ``dataset``, ``category``, ``config_id`` come from ``config.json`` when it has
-    those keys, else from the path ``<method>/<dataset>/<category>/<config-id>`` relative to ``runs_dir``.
+    Identity columns ``method``, ``dataset``, ``category`` come from ``config.json`` when it has those keys
+    (``dataset`` next from the provenance's dataset ``name``), else from the path
+    ``<method>/<dataset>/<category>/<config-id>`` relative to ``runs_dir``; ``config_id`` is the hash of
+    ``config.json`` (else the folder name).
     Then ``profile``, ``weights``, ``random_init``, ``seed``, ``device``, ``git_commit``, ``run_dir``, the metric
     columns, and the timings as ``time.<phase>``. An empty or missing ``runs_dir`` gives an empty frame with
     the identity columns.

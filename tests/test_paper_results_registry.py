@@ -1,0 +1,84 @@
+"""Paper-results registry: schema, provenance of every cell, unknown = null, paper-vs-reproduced joins."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from stlm_core.errors import StlmError
+from stlm_core.paper_results import (
+    FIELDS,
+    KINDS,
+    compare_with_paper,
+    format_value,
+    load_paper_results,
+    render_comparison,
+)
+
+
+def test_registry_loads_and_every_cell_has_a_source():
+    reg = load_paper_results()
+    assert list(reg.columns) == list(FIELDS)
+    assert len(reg) > 50
+    assert reg["source"].str.strip().astype(bool).all()
+    assert set(reg["kind"]) <= KINDS
+    assert not reg.duplicated(["paper", "table", "dataset", "category", "row", "column"]).any()
+    # unknown cells are null, known ones are numbers
+    assert reg.loc[reg.kind == "unknown", "value"].isna().all()
+    assert reg.loc[reg.kind != "unknown", "value"].notna().all()
+
+
+def test_registry_holds_the_stated_stlm_numbers():
+    cell = load_paper_results(paper="stlm", table="STLM-T1", dataset="mvtec", category="mean", row="STLM")
+    values = dict(zip(cell["column"], cell["value"]))
+    assert values["pixel_auroc"] == 98.26 and values["pixel_aupro"] == 94.92
+    assert math.isnan(values["image_auroc"])  # not known: never guessed
+    per_category = load_paper_results(paper="stlm", table="STLM-T1", row="STLM")
+    assert per_category[per_category.category != "mean"]["value"].isna().all()
+
+
+def test_bad_registry_files_are_rejected(tmp_path):
+    bad = tmp_path / "r.yaml"
+    base = ("{paper: stlm, table: T, dataset: d, category: c, row: r, column: x, value: %s, unit: '%%', "
+            "kind: %s, source: %s}")
+    for value, kind, source, match in [("1.0", "paper", "''", "needs a source"),
+                                       ("null", "paper", "s", "null value must have kind 'unknown'"),
+                                       ("1.0", "unknown", "s", "must have value null"),
+                                       ("'x'", "paper", "s", "number or null"),
+                                       ("1.0", "guess", "s", "kind")]:
+        bad.write_text("- " + base % (value, kind, source) + "\n")
+        with pytest.raises(StlmError, match=match):
+            load_paper_results(bad)
+    bad.write_text("- " + base % ("1", "paper", "s") + "\n- " + base % ("2", "paper", "s") + "\n")
+    with pytest.raises(StlmError, match="duplicate"):
+        load_paper_results(bad)
+
+
+def test_compare_with_paper_scales_fractions_and_computes_delta():
+    reproduced = pd.DataFrame({"dataset": ["mvtec"] * 2, "category": ["bottle", "cable"],
+                               "pixel_auroc": [0.97, 0.95], "pixel_aupro": [0.90, 0.80]})
+    table = compare_with_paper(reproduced, paper="stlm", table="STLM-T1", row="STLM")
+    mean = table[(table.category == "mean") & (table.column == "pixel_auroc")].iloc[0]
+    assert mean.paper_value == 98.26
+    assert mean.reproduced == pytest.approx(96.0) and mean.delta == pytest.approx(96.0 - 98.26)
+    assert mean.n_categories == 2
+    bottle = table[(table.category == "bottle") & (table.column == "pixel_auroc")].iloc[0]
+    assert bottle.reproduced == pytest.approx(97.0) and math.isnan(bottle.paper_value) and math.isnan(bottle.delta)
+    rendered = render_comparison(table)
+    assert rendered.loc[("mvtec", "bottle"), ("pixel_auroc", "paper")] == "n/a"
+    assert rendered.loc[("mvtec", "mean"), ("pixel_auroc", "delta")] == "-2.26"
+    assert rendered.index[-1] == ("mvtec", "mean")
+    assert rendered.loc[("mvtec", "zipper"), ("pixel_auroc", "reproduced")] == "n/a"  # not run yet
+
+
+def test_compare_rejects_ambiguous_reproduced_rows():
+    reproduced = pd.DataFrame({"dataset": ["mvtec"] * 2, "category": ["bottle"] * 2, "pixel_auroc": [0.9, 0.8]})
+    with pytest.raises(StlmError, match="several rows"):
+        compare_with_paper(reproduced, paper="stlm", table="STLM-T1", row="STLM")
+
+
+def test_format_value():
+    assert format_value(None) == "n/a" and format_value(float("nan")) == "n/a"
+    assert format_value(98.256) == "98.26" and format_value(1, digits=0) == "1"
