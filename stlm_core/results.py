@@ -289,11 +289,11 @@ def _flatten(prefix: str, obj: Any, out: dict) -> None:
 def load_runs(runs_dir: str | os.PathLike, name: str = METRICS_FILE):
     """Aggregate every ``<run>/<name>`` under ``runs_dir`` into a ``pandas.DataFrame``, one row per run.
 
-    Identity columns ``method``, ``dataset``, ``category`` come from ``config.json`` when it has those keys
-    (``dataset`` next from the provenance's dataset ``name``), else from the path
+    Identity columns ``method``, ``dataset``, ``category`` come from ``config.json`` when it has those keys,
+    else from the provenance (``method``, ``dataset.name``, ``dataset.category``), else from the path
     ``<method>/<dataset>/<category>/<config-id>`` relative to ``runs_dir``; ``config_id`` is the hash of
-    ``config.json`` (else the folder name).
-    Then ``profile``, ``weights``, ``random_init``, ``seed``, ``device``, ``git_commit``, ``run_dir``, the metric
+    ``config.json`` (else the folder name). Then ``profile``, ``weights``, ``random_init``, ``synthetic``
+    (provenance ``dataset.synthetic``), ``seed``, ``device``, ``git_commit``, ``run_dir``, the metric
     columns, and the timings as ``time.<phase>``. An empty or missing ``runs_dir`` gives an empty frame with
     the identity columns.
     """
@@ -307,18 +307,21 @@ def load_runs(runs_dir: str | os.PathLike, name: str = METRICS_FILE):
         cfg, prov = run["config"], run["provenance"]
         parts = path.parent.relative_to(runs_dir).parts
         from_path = dict(zip(id_cols, (list(parts[-4:]) if len(parts) >= 4 else [None] * 4)))
+        ds = prov.get("dataset") if isinstance(prov.get("dataset"), dict) else {}
+        from_prov = {"method": prov.get("method"), "dataset": ds.get("name"), "category": ds.get("category")}
         row: dict[str, Any] = {}
         for col in id_cols[:3]:
             value = cfg.get(col) if isinstance(cfg, dict) else None
-            if col == "dataset" and value is None and isinstance(prov.get("dataset"), dict):
-                value = prov["dataset"].get("name")
-            row[col] = value if value is not None else from_path[col]
+            for fallback in (from_prov[col], from_path[col]):
+                value = fallback if value is None else value
+            row[col] = value
         row["config_id"] = config_id(cfg) if cfg else from_path["config_id"]
         weights = prov.get("weights")
         row.update({
             "profile": prov.get("profile", cfg.get("profile") if isinstance(cfg, dict) else None),
             "weights": json.dumps(weights, sort_keys=True) if isinstance(weights, dict) else weights,
             "random_init": prov.get("random_init"),
+            "synthetic": ds.get("synthetic", row["dataset"] == "synthetic"),
             "seed": prov.get("seed"),
             "device": prov.get("device"),
             "git_commit": prov.get("git_commit"),

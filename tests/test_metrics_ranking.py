@@ -156,3 +156,12 @@ def test_compute_metrics_single_class_images_give_none():
         out = compute_metrics(maps, masks)
     assert out["image_auroc"] is None and out["image_ap"] is None and out["image_f1_max"] is None
     assert out["pixel_auroc"] is not None
+
+
+def test_pixel_metrics_invariant_to_monotone_transforms():
+    rng = np.random.default_rng(11)
+    maps, masks = random_case(rng, 3, 20, 20, levels=12, dtype=np.float64)
+    reference = (pixel_auroc(maps, masks), pixel_ap(maps, masks), pixel_f1_max(maps, masks))
+    for transformed in (np.exp(maps), 3.0 * maps - 7.0, np.arctan(maps)):  # strictly increasing
+        got = (pixel_auroc(transformed, masks), pixel_ap(transformed, masks), pixel_f1_max(transformed, masks))
+        assert np.allclose(got, reference, rtol=0, atol=TOL)

@@ -157,7 +157,10 @@ def test_load_runs_reads_identity_from_the_path_when_config_lacks_it(tmp_path):
     assert row.config_id == config_id({"lr": 0.1})
     # a dataset identity in the provenance wins over the folder name
     write_metrics(run, {"pixel_auroc": 0.5}, provenance())
-    assert load_runs(tmp_path / "runs").iloc[0].dataset == "synthetic"
+    row = load_runs(tmp_path / "runs").iloc[0]
+    assert row.dataset == "synthetic" and bool(row.synthetic) is True
+    write_metrics(run, {"pixel_auroc": 0.5}, provenance(method="clipsam"))
+    assert load_runs(tmp_path / "runs").iloc[0].method == "clipsam"
 
 
 def test_no_temp_files_left_in_run_dirs(tmp_path):
