@@ -139,6 +139,8 @@ def format_nested(result: dict, indent: int = 0) -> str:
             lines.append(format_nested(value, indent + 1))
         elif isinstance(value, (list, tuple)) and len(value) > 6:
             lines.append(f"{pad}{key}: [{len(value)} values]")
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"{pad}{key}: [{', '.join(_fmt(v) for v in value)}]")
         else:
             lines.append(f"{pad}{key}: {_fmt(value)}")
     return "\n".join(line for line in lines if line)

@@ -165,3 +165,15 @@ def test_pixel_metrics_invariant_to_monotone_transforms():
     for transformed in (np.exp(maps), 3.0 * maps - 7.0, np.arctan(maps)):  # strictly increasing
         got = (pixel_auroc(transformed, masks), pixel_ap(transformed, masks), pixel_f1_max(transformed, masks))
         assert np.allclose(got, reference, rtol=0, atol=TOL)
+
+
+def test_f1_max_threshold_attains_f1_max():
+    from stlm_core.metrics.ranking import f1_max_from_ranking, f1_max_threshold, rank_pixels
+
+    rng = np.random.default_rng(5)
+    maps, masks = random_case(rng, 2, 30, 30, levels=20)
+    ranking = rank_pixels(maps, masks)
+    t = f1_max_threshold(ranking)
+    pred, y = maps.ravel() >= t, masks.ravel().astype(bool)
+    tp = np.sum(pred & y)
+    assert 2 * tp / (pred.sum() + y.sum()) == pytest.approx(f1_max_from_ranking(ranking), abs=TOL)
