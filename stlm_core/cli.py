@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stlm_core.data_download_cli",
     "stlm_core.clipsam.cli",
     "stlm_core.bench_cli",
+    "stlm_core.stlm.cli",
 )
 
 
