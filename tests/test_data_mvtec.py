@@ -52,6 +52,13 @@ def test_check_json_counts(mvtec_tree, capsys):
     assert report["categories"] == {"widget": {"train": 4, "test": {"good": 3, "hole": 1, "scratch": 2}, "masks": 3}}
 
 
+def test_hidden_files_are_not_samples(mvtec_tree):
+    root = mvtec_tree(n_train=2)
+    (root / "widget/train/good/._000.png").write_bytes(b"AppleDouble metadata")
+    (root / "widget/train/good/notes.txt").write_text("not an image")
+    assert len(open_dataset("mvtec", root, "widget", "train")) == 2
+
+
 def test_check_counts_real_sample(sample_root):
     report = check_dataset("mvtec", sample_root, progress=False)
     bottle = report["categories"]["bottle"]

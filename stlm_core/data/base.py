@@ -38,9 +38,11 @@ def require_root(root: Path, dataset: str) -> Path:
 
 
 def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted; hidden files (e.g. macOS ``._000.png``) are skipped."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
 def require_category(root: Path, category: str, known: list[str], dataset: str) -> None:
