@@ -74,9 +74,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_root, monk
     real_focal = train_module.focal_loss
     calls = {"n": 0}
 
-    def focal_then_nan(prob, target, gamma=4.0):
+    def focal_then_nan(logits, target, gamma=4.0):
         calls["n"] += 1
-        value = real_focal(prob, target, gamma)
+        value = real_focal(logits, target, gamma)
         return value * float("nan") if calls["n"] > 2 else value  # epoch 1 (2 steps) is fine
 
     monkeypatch.setattr(train_module, "focal_loss", focal_then_nan)
@@ -140,3 +140,18 @@ def test_bench_stlm_smoke():
     assert result["parameters"]["total"] == sum(v for k, v in result["parameters"].items() if k != "total")
     assert result["latency"]["median_ms"] > 0 and result["batch_size"] == 1
     assert result["image_size"] == 128
+
+
+def test_focal_loss_from_logits_matches_definition_and_keeps_gradient():
+    from stlm_core.stlm.train import focal_loss
+
+    logits = torch.tensor([[-3.0, -0.5, 0.0, 2.0]])
+    target = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    prob = torch.sigmoid(logits)
+    p_t = prob * target + (1 - prob) * (1 - target)
+    reference = (torch.nn.functional.binary_cross_entropy(prob, target, reduction="none") * (1 - p_t) ** 4).mean()
+    torch.testing.assert_close(focal_loss(logits, target), reference)
+    # a saturated, confidently wrong pixel still gets a gradient (it would not through sigmoid + clamped BCE)
+    z = torch.tensor([-200.0], requires_grad=True)
+    focal_loss(z, torch.tensor([1.0])).backward()
+    assert z.grad.item() < 0

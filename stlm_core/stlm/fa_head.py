@@ -58,5 +58,9 @@ class FAHead(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid output (B, 1, h, w); training computes its losses from these (see ``train.focal_loss``)."""
+        return self.head(self.res(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.head(self.res(x)))
+        return torch.sigmoid(self.logits(x))

@@ -75,15 +75,16 @@ class STLM(nn.Module):
         return plain, denoise
 
     def maps(self, plain: list[torch.Tensor], denoise: list[torch.Tensor]) -> dict[str, torch.Tensor | None]:
-        """``{"tlm_map": (B, 1, h, w), "fa_map": (B, 1, h, w) or None}`` from the stream features."""
+        """``{"tlm_map", "fa_map", "fa_logits"}``, each (B, 1, h, w) (FA entries ``None`` without FA)."""
         tlm = torch.ones_like(plain[0][:, :1])
         for p, d in zip(plain, denoise):
             tlm = tlm * cosine_distance(p, d)
-        fa = None
+        fa = logits = None
         if self.fa is not None:
             fa_input = torch.cat([-l2_normalise(p) * l2_normalise(d) for p, d in zip(plain, denoise)], dim=1)
-            fa = self.fa(fa_input)
-        return {"tlm_map": tlm, "fa_map": fa}
+            logits = self.fa.logits(fa_input)
+            fa = torch.sigmoid(logits)
+        return {"tlm_map": tlm, "fa_map": fa, "fa_logits": logits}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
         return self.maps(*self.streams(x))
