@@ -112,3 +112,13 @@ def test_paper_profile_requires_official_weights(no_weights):
 def test_missing_explicit_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(WeightsError, match="does not exist"):
         build_sam(get_config("smoke"), checkpoint=tmp_path / "nope.pth")
+
+
+def test_torchscript_archive_detection(tmp_path):
+    from stlm_core.clipsam.clip_localiser import _is_torchscript_archive
+
+    module = torch.nn.Linear(2, 2)
+    torch.save(module.state_dict(), tmp_path / "state.pt")
+    torch.jit.save(torch.jit.script(module), tmp_path / "scripted.pt")
+    assert not _is_torchscript_archive(tmp_path / "state.pt")
+    assert _is_torchscript_archive(tmp_path / "scripted.pt")

@@ -105,7 +105,7 @@ def test_cli_zeroshot_and_cross_dataset_adapters(synthetic_root, mvtec_tree, tmp
 def test_bench_clipsam_smoke():
     from stlm_core.clipsam.bench import bench_clipsam
 
-    result = bench_clipsam("smoke", runs=1, warmup=0)
+    result = bench_clipsam("smoke", runs=1, warmup=0, decoder_runs=2)
     for stage in ("clip", "sam_encoder", "ppg", "cps", "cps_stage1"):
         assert result["median_ms"][stage] > 0
     assert result["total_ms"] == pytest.approx(sum(result["median_ms"][s] for s in ("clip", "sam_encoder", "ppg", "cps")))

@@ -24,7 +24,7 @@ def config_from_args(args: argparse.Namespace):
     overrides = dict(
         tau=args.tau, k_positive=args.k, k_negative=args.k, min_spacing_px=args.min_spacing,
         ring_kernel=args.ring_kernel, cps_stages=args.cps_stages, fusion=args.fusion,
-        image_score=args.image_score, box_mode=args.box_mode,
+        image_score=args.image_score, box_mode=args.box_mode, sam_image_size=args.sam_image_size,
     )
     if args.multimask:
         overrides["multimask"] = True
@@ -58,6 +58,9 @@ def run_zeroshot(args: argparse.Namespace) -> int:
                                  sam_checkpoint=_checkpoint(args.sam_checkpoint), device=args.device)
     build_s = time.perf_counter() - t_build
     trained_on = getattr(pipe.localiser, "trained_on", None)
+    if not args.adapters:
+        print("note: no --adapters: the CLIP stage is the training-free (WinCLIP-style) localiser, not the spec's "
+              "default APRIL-GAN adapters ('stlm zeroshot-adapters train' on another dataset).", file=sys.stderr)
     adapters = None
     if args.adapters:
         meta = pipe.localiser.meta
