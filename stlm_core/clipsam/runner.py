@@ -116,8 +116,9 @@ def run_train_adapters(args: argparse.Namespace) -> int:
     datasets = []
     for category in categories:
         ds = open_dataset(args.dataset, args.root, category, "test")
-        if args.limit is not None:
-            ds.records = ds.records[: args.limit]
+        if args.limit is not None and len(ds) > args.limit:          # evenly spaced, as in 'stlm zeroshot'
+            keep = np.unique(np.linspace(0, len(ds) - 1, args.limit).round().astype(int))
+            ds.records = [ds.records[i] for i in keep]
         datasets.append(ds)
     if not any(len(ds) for ds in datasets):
         raise StlmError(f"no test images with masks under {args.root} for {categories}.")
