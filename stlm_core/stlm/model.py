@@ -122,24 +122,22 @@ def parameter_counts(model: STLM) -> dict[str, int]:
 def weights_paths(config: StlmConfig, require: bool) -> dict[str, Path | None]:
     """Local official checkpoints the config uses: ``teacher`` (SAM) and ``mobile_sam``.
 
-    ``require=True`` (training / evaluation in the ``paper`` profile) raises :class:`WeightsError` naming the
-    download command when a file is missing; otherwise a missing file gives ``None`` (random init).
+    ``require=True`` (training in the ``paper`` profile) raises :class:`WeightsError` naming the download
+    command when a file is missing; otherwise a missing file gives ``None`` (random init, recorded as such).
+    MobileSAM-encoder student initialisation always requires ``mobile_sam.pt``.
     """
-    from stlm_core.weights import find_weights, require_weights
+    from stlm_core.weights import REGISTRY, find_weights, require_weights
 
-    lookup = (lambda name, purpose: require_weights(name, purpose)) if require else \
-        (lambda name, purpose: find_weights(name))
+    def lookup(name: str, purpose: str, required: bool) -> Path | None:
+        return require_weights(name, purpose) if required else find_weights(name)
+
     paths: dict[str, Path | None] = {"teacher": None, "mobile_sam": None}
-    if config.teacher in ("vit_h", "vit_l", "vit_b"):
-        name = f"sam_{config.teacher}"
-        from stlm_core.weights import REGISTRY
-
-        if name in REGISTRY:
-            paths["teacher"] = lookup(name, f"the STLM {config.teacher} teacher ({config.profile} profile)")
-    if config.decoder_weights and (config.decoder_depth, config.decoder_mlp_dim, config.decoder_heads) == (2, 2048, 8):
-        paths["mobile_sam"] = lookup("mobile_sam", f"the STLM shared decoder ({config.profile} profile)")
+    teacher_name = f"sam_{config.teacher}"
+    if teacher_name in REGISTRY:  # vit_h, vit_b (vit_l has no registry entry: random init)
+        paths["teacher"] = lookup(teacher_name, f"the STLM {config.teacher} teacher ({config.profile} profile)", require)
+    standard_decoder = (config.decoder_depth, config.decoder_mlp_dim, config.decoder_heads) == (2, 2048, 8)
+    if config.decoder_weights and standard_decoder:
+        paths["mobile_sam"] = lookup("mobile_sam", f"the STLM shared decoder ({config.profile} profile)", require)
     if config.student_init == "mobilesam":
-        from stlm_core.weights import require_weights as _require
-
-        paths["mobile_sam"] = _require("mobile_sam", "student initialisation from the MobileSAM encoder")
+        paths["mobile_sam"] = lookup("mobile_sam", "student initialisation from the MobileSAM encoder", True)
     return paths
