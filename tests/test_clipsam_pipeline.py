@@ -111,3 +111,14 @@ def test_bench_clipsam_smoke():
     assert result["total_ms"] == pytest.approx(sum(result["median_ms"][s] for s in ("clip", "sam_encoder", "ppg", "cps")))
     assert 0 < result["cps_fraction"] < 1 and result["prompts"]["components"] == 1
     assert result["weights"].startswith("random-init")
+
+
+def test_cli_paper_profile_refuses_without_weights(synthetic_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("STLM_WEIGHTS", str(tmp_path / "empty"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    code = main(["zeroshot", "--dataset", "synthetic", "--root", str(synthetic_root), "--category", "nut_like",
+                 "--profile", "paper", "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 2
+    assert "stlm weights download clip_vit_l14_336_openai" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
