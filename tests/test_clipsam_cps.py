@@ -86,3 +86,23 @@ def test_fusion_rules():
         fuse(m, None, "unknown")
     assert image_score(d, 0.3, "max") == pytest.approx(float(d.max()))
     assert image_score(d, 0.3, "clip_cls") == pytest.approx(0.3)
+
+
+class EmptyFirstPredictor(RecordingPredictor):
+    """Single-mask calls return an empty mask; multimask calls a non-empty one."""
+
+    def predict(self, **kwargs):
+        masks, iou, low = super().predict(**kwargs)
+        if not kwargs["multimask_output"]:
+            masks[:] = -5.0
+        return masks, iou, low
+
+
+def test_empty_single_mask_falls_back_to_best_of_three():
+    pred = EmptyFirstPredictor()
+    result = run_cascade(pred, np.array([[50, 40]]), np.array([1]), stages=1)
+    assert [c["multimask"] for c in pred.calls] == [False, True]
+    assert result.iou == [pytest.approx(0.9)] and (result.logits[0] > 0).any()
+    pred = EmptyFirstPredictor()
+    run_cascade(pred, np.array([[50, 40]]), np.array([1]), stages=1, fallback=False)
+    assert len(pred.calls) == 1

@@ -20,18 +20,19 @@ import numpy as np
 
 
 class _TimedPredictor:
-    """Wraps a ``SamPredictor``: times every ``predict`` call (ms) into ``calls[-1]``."""
+    """Wraps a ``SamPredictor``: records (is stage 1, ms) of every ``predict`` call into ``calls[-1]``; stage-1
+    calls are those without a mask prompt (including a multimask fallback of stage 1)."""
 
     def __init__(self, predictor):
         self.predictor = predictor
-        self.calls: list[list[float]] = [[]]
+        self.calls: list[list[tuple[bool, float]]] = [[]]
 
     def predict(self, **kwargs):
         import time
 
         start = time.perf_counter()
         out = self.predictor.predict(**kwargs)
-        self.calls[-1].append((time.perf_counter() - start) * 1e3)
+        self.calls[-1].append((kwargs.get("mask_input") is None, (time.perf_counter() - start) * 1e3))
         return out
 
 
@@ -89,7 +90,8 @@ def bench_clipsam(profile: str, image_size: int | None = None, runs: int = 3, wa
     def cps():
         timed.calls.append([])
         for p in state["prompts"]:
-            run_cascade(timed, p.points, p.labels, config.cps_stages, config.multimask, config.box_mode, clip_map)
+            run_cascade(timed, p.points, p.labels, config.cps_stages, config.multimask, config.box_mode, clip_map,
+                        config.multimask_fallback)
 
     stages = {}
     with torch.inference_mode():
@@ -99,10 +101,9 @@ def bench_clipsam(profile: str, image_size: int | None = None, runs: int = 3, wa
         n_dec = max(runs, decoder_runs)
         stages["cps"] = measure_latency(cps, warmup=max(warmup, 1), runs=n_dec, device=device)
     # per decoder call of the timed runs (the last n_dec cascades): stage 1 vs the extra stages 2..n
-    per_run = [np.array(run) for run in timed.calls[-n_dec:]]
-    n_comp = len(state["prompts"])
-    stage1 = [float(r.reshape(n_comp, -1)[:, 0].sum()) for r in per_run]
-    extra = [float(r.reshape(n_comp, -1)[:, 1:].sum()) for r in per_run]
+    per_run = timed.calls[-n_dec:]
+    stage1 = [sum(ms for first, ms in run if first) for run in per_run]
+    extra = [sum(ms for first, ms in run if not first) for run in per_run]
     for timing in stages.values():
         timing.pop("times_ms", None)
     median = {name: t["median_ms"] for name, t in stages.items()}

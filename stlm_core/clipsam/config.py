@@ -86,6 +86,7 @@ class ClipSamConfig:
     # --- CPS (spec 1.3) ---
     cps_stages: int = 3                        # [P] three cascaded decoder passes (1 or 2 for the ablation)
     multimask: bool = False                    # [D] single mask (EthMuSAM); True = 3 masks, best predicted IoU (PerSAM)
+    multimask_fallback: bool = True            # [D] spec 5: an empty single mask is redone as 3 masks, best IoU
     box_mode: str = "tight"                    # [D] "tight" box of M2 (PerSAM) | "best_component" (EthMuSAM)
 
     # --- fusion and scores (spec 1.4) ---

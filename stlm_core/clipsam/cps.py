@@ -64,8 +64,13 @@ def run_cascade(
     multimask: bool = False,
     box_mode: str = "tight",
     score_map: np.ndarray | None = None,
+    fallback: bool = True,
 ) -> CascadeResult:
-    """Run 1-3 cascaded decoder calls with point prompts ``points`` (n, 2) (x, y) original pixels and ``labels``."""
+    """Run 1-3 cascaded decoder calls with point prompts ``points`` (n, 2) (x, y) original pixels and ``labels``.
+
+    ``fallback`` (single-mask mode only): when a call returns an empty mask, repeat it with three masks and keep the
+    one with the highest predicted IoU (spec 5: "single mask with fallback to highest-IoU").
+    """
     if not 1 <= stages <= 3:
         raise ValueError(f"stages must be 1, 2 or 3, got {stages}")
     if box_mode not in ("tight", "best_component"):
@@ -82,15 +87,15 @@ def run_cascade(
                 box = best_component_box(previous, score_map)
             else:
                 box = mask_box(previous)
-        masks, iou, low_res = predictor.predict(
-            point_coords=np.asarray(points, dtype=np.float32),
-            point_labels=np.asarray(labels, dtype=np.int64),
-            box=box,
-            mask_input=mask_input,
-            multimask_output=multimask,
-            return_logits=True,
-        )
-        best = int(np.argmax(iou)) if multimask else 0
+        call = dict(point_coords=np.asarray(points, dtype=np.float32),
+                    point_labels=np.asarray(labels, dtype=np.int64), box=box, mask_input=mask_input,
+                    return_logits=True)
+        masks, iou, low_res = predictor.predict(multimask_output=multimask, **call)
+        use_best = multimask
+        if not multimask and fallback and not (masks[0] > 0).any():
+            masks, iou, low_res = predictor.predict(multimask_output=True, **call)
+            use_best = True
+        best = int(np.argmax(iou)) if use_best else 0
         result.logits.append(np.asarray(masks[best], dtype=np.float32))
         result.low_res.append(np.asarray(low_res[best], dtype=np.float32))
         result.boxes.append(box)

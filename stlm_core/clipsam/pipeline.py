@@ -133,7 +133,8 @@ class ClipSamPipeline:
             t0 = time.perf_counter()
             for prompt in prompts:
                 cascade = run_cascade(self.sam.predictor, prompt.points, prompt.labels, cfg.cps_stages,
-                                      cfg.multimask, cfg.box_mode, clip_map)
+                                      cfg.multimask, cfg.box_mode, clip_map,
+                                      cfg.multimask_fallback)
                 cascades.append(cascade)
                 logits = cascade.final_logits if logits is None else np.maximum(logits, cascade.final_logits)
             times["cps"] = (time.perf_counter() - t0) * 1e3
