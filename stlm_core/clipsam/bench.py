@@ -120,7 +120,10 @@ def bench_clipsam(profile: str, image_size: int | None = None, runs: int = 3, wa
         "sam_arch": config.sam_arch,
         "sam_image_size": config.sam_image_size,
         "prompts": {"components": len(state["prompts"]),
-                    "points": int(sum(len(p.points) for p in state["prompts"]))},
+                    "points": int(sum(len(p.points) for p in state["prompts"])),
+                    # > 3 per component when the empty-mask fallback (multimask) fired, as with random weights
+                    "decoder_calls_per_cascade": float(np.mean([len(run) for run in per_run]))
+                    / max(len(state["prompts"]), 1)},
         "stages": stages,
         "median_ms": median,
         "total_ms": total,
