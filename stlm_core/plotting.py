@@ -54,3 +54,78 @@ def dataset_gallery(dataset: str, root: str | Path, categories: list[str], n_nor
         axes[row][0].set_ylabel(category, fontsize=9)
     fig.suptitle(f"{dataset}: normal training images, defective test images and their masks", fontsize=10)
     return fig
+
+
+def jet_overlay(image: np.ndarray, anomaly_map: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """STLM's Fig. 4 style: the map min-max normalised, coloured with JET, blended over the image, renormalised.
+
+    ``image`` uint8 (H, W, 3); ``anomaly_map`` float (h, w), resized to (H, W). Returns float RGB in [0, 1].
+    """
+    import cv2
+    from matplotlib import colormaps
+
+    if anomaly_map.shape != image.shape[:2]:
+        anomaly_map = cv2.resize(anomaly_map.astype(np.float32), image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+    span = float(anomaly_map.max() - anomaly_map.min())
+    normalised = (anomaly_map - anomaly_map.min()) / (span if span > 0 else 1.0)
+    heat = colormaps["jet"](normalised)[..., :3]
+    blended = (1 - alpha) * image.astype(np.float32) / 255.0 + alpha * heat
+    return blended / blended.max()
+
+
+def anomaly_map_grid(rows: list[dict], map_names: list[str], thumb: float = 1.8,
+                     points: list[dict | None] | None = None) -> Figure:
+    """One row per example: input, ground truth, then each named map as a JET overlay.
+
+    ``rows``: dicts with ``image`` (uint8 H, W, 3), ``mask`` ({0,1} H, W), ``title`` and one float map per
+    name in ``map_names``. ``points`` (optional, per row): ``{"map": name, "xy": (N, 2) pixel coordinates,
+    "labels": (N,) 1 = positive / 0 = negative}`` drawn on that map's panel (green +, red x).
+    """
+    n_cols = 2 + len(map_names)
+    fig = Figure(figsize=(thumb * n_cols, thumb * len(rows) + 0.3), layout="constrained")
+    axes = fig.subplots(len(rows), n_cols, squeeze=False)
+    for r, row in enumerate(rows):
+        panels = [("input", row["image"]), ("ground truth", row["mask"])]
+        panels += [(name, jet_overlay(row["image"], row[name])) for name in map_names]
+        for c, (title, picture) in enumerate(panels):
+            ax = axes[r][c]
+            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=9)
+            marks = (points or [None] * len(rows))[r]
+            if marks is not None and title == marks["map"] and len(marks["xy"]):
+                xy, labels = np.asarray(marks["xy"], float), np.asarray(marks["labels"])
+                ax.scatter(*xy[labels == 1].T, marker="+", c="lime", s=40, linewidths=1.5)
+                ax.scatter(*xy[labels == 0].T, marker="x", c="red", s=30, linewidths=1.5)
+        axes[r][0].set_ylabel(row.get("title", ""), fontsize=8)
+    return fig
+
+
+def load_test_examples(maps_file: str | Path, map_keys: dict[str, str], per_defect: int = 1,
+                       max_rows: int = 4) -> list[dict]:
+    """Rows for :func:`anomaly_map_grid` from a run's ``maps.npz``: per defect type, the ``per_defect`` defective
+    test images with the largest masks (at the evaluation size), at most ``max_rows`` in all. ``map_keys`` maps display names to array names in the file."""
+    from stlm_core.data.imageio import read_rgb
+    from stlm_core.data.transforms import resize_image, resize_mask
+
+    data = np.load(maps_file, allow_pickle=False)
+    masks, labels, paths = data["masks"], data["labels"], data["paths"]
+    # Thin defects can vanish when masks are resized down to the evaluation size; show only visible ones.
+    labels = labels * (masks.reshape(len(masks), -1).max(1) > 0)
+    defects = data["defects"] if "defects" in data.files else np.array([Path(str(p)).parent.name for p in paths])
+    chosen: list[int] = []
+    for defect in sorted(set(defects[labels == 1].tolist())):
+        idx = np.flatnonzero((defects == defect) & (labels == 1))
+        chosen += idx[np.argsort(-masks[idx].reshape(len(idx), -1).sum(1))][:per_defect].tolist()
+    rows = []
+    for i in chosen[:max_rows]:
+        size = masks.shape[-1]
+        image = resize_image(read_rgb(Path(str(paths[i]))), size)
+        row = {"image": image, "mask": resize_mask(masks[i], size), "title": f"{defects[i]} ({Path(str(paths[i])).name})",
+               "index": int(i)}
+        for name, key in map_keys.items():
+            row[name] = np.asarray(data[key][i], dtype=np.float32)
+        rows.append(row)
+    return rows
