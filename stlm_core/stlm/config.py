@@ -17,8 +17,12 @@ Profiles
            standard SAM prompt encoder and mask decoder, randomly initialised, because ViT-H at 1024 px costs
            minutes per image on a CPU. Training length is a fixed number of optimisation steps
            (``train_steps`` = 200 at batch 2, as in the paper; the epoch count follows from the training-set
-           size, 10 epochs for the 40-image synthetic categories): about 2.4 s per step on 2 shared cores, so
-           a category trains in about 8 minutes. Evaluation at 256 px.
+           size, 10 epochs for the 40-image synthetic categories). Measured on 2 shared cores with
+           ``--threads 1``: 1.7 s per step with a core to itself, 350-660 s per 200 steps under a load of 3-7 (use
+           ``--threads 1`` when other jobs share the cores: two threads on one free core were 2-5x slower).
+           200 steps is about 1 % of the paper's schedule; with the random teacher the FA map does not
+           learn the synthetic defects in that budget (see the STLM chapter / issue 4 note).
+           Evaluation at 256 px.
 ``smoke``  tiny configurations of the same classes for tests and the default book: 128 px, a 3-stage TinyViT
            (dims 16/32/64, one block each; TinyViT's stride-1 last merge only exists for 4-stage models with
            320+ channels, a 3-stage model reaches the same stride 16), a 2-block 32-dim ViT teacher, a 1-block
