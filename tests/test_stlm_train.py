@@ -155,3 +155,20 @@ def test_focal_loss_from_logits_matches_definition_and_keeps_gradient():
     z = torch.tensor([-200.0], requires_grad=True)
     focal_loss(z, torch.tensor([1.0])).backward()
     assert z.grad.item() < 0
+
+
+def test_paper_profile_evaluation_refuses_without_weights(tmp_path, monkeypatch):
+    import json
+
+    from stlm_core.errors import WeightsError
+    from stlm_core.stlm.config import profile_config
+    from stlm_core.stlm.evaluate import evaluate_run
+
+    monkeypatch.setenv("STLM_WEIGHTS", str(tmp_path / "no_weights_here"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "paper_run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"stlm": profile_config("paper").to_dict()}))
+    with pytest.raises(WeightsError, match="stlm weights download sam_vit_h"):
+        evaluate_run(run_dir, device="cpu", progress=False)

@@ -86,8 +86,14 @@ def evaluate_run(run_dir: str | Path, *, root: str | Path | None = None, device:
     from stlm_core.results import make_provenance, read_json, write_metrics
     from stlm_core.stlm.train import DATA_FILE, load_images, resolve_device
 
+    from stlm_core.stlm.model import weights_paths
+
     device = resolve_device(device)
     run_dir = Path(run_dir)
+    if (run_dir / "config.json").is_file():
+        planned = StlmConfig.from_dict(read_json(run_dir / "config.json")["stlm"])
+        if planned.profile == "paper":  # the paper profile refuses to run without the official weights
+            weights_paths(planned, require=True)
     model, config, state = load_model(run_dir, device)
     data = read_json(run_dir / DATA_FILE)
     root = Path(root) if root is not None else Path(data["root"])
