@@ -8,6 +8,8 @@ refuses to overwrite them.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,11 @@ def clipsam_run(dataset: str, root: str | Path, category: str, profile: str = "s
     run_dir = Path(runs_dir) / "clipsam" / dataset / category / config_id({"args": arguments})
     if has_metrics(run_dir) and (run_dir / "maps.npz").is_file() and not force:
         return run_dir
-    status = main(["zeroshot", *arguments, "--out", str(run_dir), "--save-maps", "--quiet", "--force"])
+    # The command's console summary would repeat what the notebooks tabulate: keep it, show it only on failure.
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+        status = main(["zeroshot", *arguments, "--out", str(run_dir), "--save-maps", "--quiet", "--force"])
     if status != 0:
-        raise RuntimeError(f"stlm zeroshot failed for {dataset}/{category} (exit status {status}); see above.")
+        raise RuntimeError(f"stlm zeroshot failed for {dataset}/{category} (exit status {status}):\n"
+                           f"{console.getvalue()}")
     return run_dir
