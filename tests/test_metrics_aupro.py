@@ -42,7 +42,7 @@ def trapezoid_with_limit(x, y, x_max):
     return np.sum(0.5 * (y[1:] + y[:-1]) * (x[1:] - x[:-1])) + correction
 
 
-def brute_force_aupro(maps, masks, limit=0.3, connectivity=8):
+def brute_force_aupro(masks, maps, limit=0.3, connectivity=8):
     """One threshold per distinct score: FPR and mean per-region overlap, then the official trapezoid."""
     regions = regions_of(masks, connectivity)
     normal = maps[masks == 0]
@@ -55,7 +55,7 @@ def brute_force_aupro(maps, masks, limit=0.3, connectivity=8):
     return trapezoid_with_limit(fprs, pros, limit) / limit
 
 
-def official_vectorised_aupro(maps, masks, limit=0.3):
+def official_vectorised_aupro(masks, maps, limit=0.3):
     """The MVTec AD script's algorithm (argsort + cumulative sums), in float64 instead of its float32 FPRs."""
     fp_changes = np.zeros(maps.shape, np.float64)
     pro_changes = np.zeros(maps.shape, np.float64)
@@ -78,7 +78,7 @@ def official_vectorised_aupro(maps, masks, limit=0.3):
     return trapezoid_with_limit(fprs, pros, limit) / limit
 
 
-def rd4ad_style_aupro(maps, masks, limit=0.3, num_th=200):
+def rd4ad_style_aupro(masks, maps, limit=0.3, num_th=200):
     """The loop of RD4AD/DeSTSeg-style ``compute_pro`` (pandas and skimage replaced by numpy/scipy)."""
     regions = regions_of(masks, 8)
     lo, hi = maps.min(), maps.max()
@@ -105,33 +105,33 @@ def row(values):
 def test_one_region_by_hand():
     maps, masks = row([0.9, 0.1, 0.8, 0.2, 0.05]), row([1, 1, 0, 0, 0])
     # curve (0,0) (0,.5) (1/3,.5) (2/3,.5) (2/3,1) (1,1): flat at 0.5 up to FPR 1/3
-    assert aupro(maps, masks, 0.3) == pytest.approx(0.5, abs=TOL)
-    assert aupro(maps, masks, 1.0) == pytest.approx(2 / 3, abs=TOL)
+    assert aupro(masks, maps, fpr_limit=0.3) == pytest.approx(0.5, abs=TOL)
+    assert aupro(masks, maps, fpr_limit=1.0) == pytest.approx(2 / 3, abs=TOL)
 
 
 def test_two_regions_of_different_sizes_are_averaged_per_region():
     maps = row([0.9, 0.5, 0.9, 0.3, 0.3, 0.1, 0.1])
     masks = row([1, 0, 1, 1, 1, 0, 0])  # regions {0} (1 px) and {2,3,4} (3 px)
     # at t=0.9 PRO = (1 + 1/3) / 2 = 2/3 (pixel-pooled TPR would be 1/2)
-    assert aupro(maps, masks, 0.3) == pytest.approx(2 / 3, abs=TOL)
-    assert aupro(maps, masks, 1.0) == pytest.approx(8 / 9, abs=TOL)
+    assert aupro(masks, maps, fpr_limit=0.3) == pytest.approx(2 / 3, abs=TOL)
+    assert aupro(masks, maps, fpr_limit=1.0) == pytest.approx(8 / 9, abs=TOL)
 
 
 def test_ties_between_normal_and_anomalous_scores_by_hand():
     maps, masks = row([0.5, 0.5, 0.5, 0.1]), row([1, 0, 0, 0])
     # one vertex (2/3, 1) from (0, 0): interpolated PRO at 0.3 is 0.45
-    assert aupro(maps, masks, 0.3) == pytest.approx(0.5 * 0.45 * 0.3 / 0.3, abs=TOL)
-    assert aupro(maps, masks, 1.0) == pytest.approx(2 / 3, abs=TOL)
+    assert aupro(masks, maps, fpr_limit=0.3) == pytest.approx(0.5 * 0.45 * 0.3 / 0.3, abs=TOL)
+    assert aupro(masks, maps, fpr_limit=1.0) == pytest.approx(2 / 3, abs=TOL)
 
 
 def test_region_touching_border_and_connectivity():
     masks = np.array([[[1, 1, 0], [0, 0, 1], [0, 0, 0]]], np.uint8)
     maps = np.array([[[0.0, 0.0, 0.5], [0.5, 0.5, 1.0], [0.5, 0.5, 0.5]]])
     # 8-connected: one region of 3 border pixels, one detected -> PRO 1/3 up to FPR 1
-    assert aupro(maps, masks, 0.3) == pytest.approx(1 / 3, abs=TOL)
+    assert aupro(masks, maps, fpr_limit=0.3) == pytest.approx(1 / 3, abs=TOL)
     # 4-connected: regions of 2 and 1 pixels, the single pixel detected -> PRO 1/2
-    assert aupro(maps, masks, 0.3, connectivity=4) == pytest.approx(1 / 2, abs=TOL)
-    assert brute_force_aupro(maps, masks, 0.3, connectivity=4) == pytest.approx(1 / 2, abs=TOL)
+    assert aupro(masks, maps, fpr_limit=0.3, connectivity=4) == pytest.approx(1 / 2, abs=TOL)
+    assert brute_force_aupro(masks, maps, 0.3, connectivity=4) == pytest.approx(1 / 2, abs=TOL)
 
 
 def test_regions_never_span_images():
@@ -146,10 +146,10 @@ def test_perfect_and_inverted_maps():
     masks[0, 2:6, 2:9] = 1
     masks[1, 10:16, 0:3] = 1  # touches the border
     maps = masks.astype(np.float32)
-    assert aupro(maps, masks) == 1.0
-    assert aupro(1 - maps, masks) == 0.0
+    assert aupro(masks, maps) == 1.0
+    assert aupro(masks, 1 - maps) == 0.0
     # the fixed-grid code divides by its largest FPR below the limit, which is 0 for a perfect map
-    assert np.isnan(aupro(maps, masks, method="thresholds"))
+    assert np.isnan(aupro(masks, maps, method="thresholds"))
 
 
 # ---- property tests ---------------------------------------------------------------------------------------------
@@ -171,11 +171,11 @@ def test_exact_aupro_equals_brute_force(case, limit):
     maps, masks = case
     if masks.all() or not masks.any():
         with pytest.raises(MetricInputError):
-            aupro(maps, masks, limit)
+            aupro(masks, maps, fpr_limit=limit)
         return
-    expected = brute_force_aupro(maps, masks, limit)
-    assert abs(aupro(maps, masks, limit) - expected) < TOL
-    fpr, pro = pro_curve(maps, masks, limit)
+    expected = brute_force_aupro(masks, maps, limit)
+    assert abs(aupro(masks, maps, fpr_limit=limit) - expected) < TOL
+    fpr, pro = pro_curve(masks, maps, fpr_limit=limit)
     assert abs(np.trapezoid(pro, fpr) / limit - expected) < TOL
 
 
@@ -185,10 +185,10 @@ def test_aupro_invariant_to_monotone_transforms(case):
     maps, masks = case
     if masks.all() or not masks.any():
         return
-    reference = aupro(maps, masks)
+    reference = aupro(masks, maps)
     for transformed in (np.exp(maps / 3.0), 5.0 * maps - 2.0, maps**3 + maps):  # strictly increasing
-        assert abs(aupro(transformed, masks) - reference) < TOL
-        assert abs(aupro(transformed.astype(np.float32), masks) - reference) < TOL
+        assert abs(aupro(masks, transformed) - reference) < TOL
+        assert abs(aupro(masks, transformed.astype(np.float32)) - reference) < TOL
 
 
 @settings(max_examples=25, deadline=None)
@@ -198,8 +198,8 @@ def test_threshold_approximation_equals_reference_loop(case, dtype):
     maps = maps.astype(dtype)  # float32: grid thresholds (float64) are compared exactly with float32 scores
     if masks.all() or not masks.any() or maps.min() == maps.max():
         return
-    expected = rd4ad_style_aupro(maps, masks)
-    got = aupro(maps, masks, method="thresholds", num_thresholds=200)
+    expected = rd4ad_style_aupro(masks, maps)
+    got = aupro(masks, maps, method="thresholds", num_thresholds=200)
     assert (np.isnan(got) and np.isnan(expected)) or abs(got - expected) < TOL
 
 
@@ -215,21 +215,21 @@ def test_exact_aupro_equals_official_algorithm_on_blobs():
     maps = ndimage.gaussian_filter(masks.astype(np.float32), (0, 3, 3)) + 0.2 * rng.random(masks.shape)
     maps = maps.astype(np.float32)
     for limit in (0.3, 0.01, 1.0):
-        assert abs(aupro(maps, masks, limit) - official_vectorised_aupro(maps, masks, limit)) < TOL
-    out = compute_metrics(maps, masks, aupro_thresholds=200)
-    assert abs(out["pixel_aupro"] - official_vectorised_aupro(maps, masks)) < TOL
-    assert abs(out["pixel_aupro_thresholds"] - rd4ad_style_aupro(maps, masks)) < TOL
+        assert abs(aupro(masks, maps, fpr_limit=limit) - official_vectorised_aupro(masks, maps, limit)) < TOL
+    out = compute_metrics(masks=masks, maps=maps, aupro_thresholds=200)
+    assert abs(out["pixel_aupro"] - official_vectorised_aupro(masks, maps)) < TOL
+    assert abs(out["pixel_aupro_thresholds"] - rd4ad_style_aupro(masks, maps)) < TOL
 
 
 def test_aupro_argument_errors():
     maps, masks = row([0.9, 0.1, 0.8]), row([1, 0, 0])
     for limit in (0.0, -0.1, 1.5):
         with pytest.raises(MetricInputError, match="fpr_limit"):
-            aupro(maps, masks, limit)
+            aupro(masks, maps, fpr_limit=limit)
     with pytest.raises(MetricInputError, match="method"):
-        aupro(maps, masks, method="grid")
+        aupro(masks, maps, method="grid")
     with pytest.raises(MetricInputError, match="connectivity"):
-        aupro(maps, masks, connectivity=6)
+        aupro(masks, maps, connectivity=6)
 
 
 def test_count_at_most_is_exact_for_float32_scores_and_float64_keys():

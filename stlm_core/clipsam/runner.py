@@ -39,7 +39,7 @@ def evaluate(result: dict, key: str = "maps") -> dict:
     from stlm_core.metrics import compute_metrics
 
     scores = result["scores"] if key == "maps" else result["clip_scores"]
-    return compute_metrics(result[key], result["masks"], image_scores=scores, labels=result["labels"])
+    return compute_metrics(masks=result["masks"], maps=result[key], labels=result["labels"], image_scores=scores)
 
 
 def run_zeroshot(args: argparse.Namespace) -> int:

@@ -73,7 +73,7 @@ def _available_memory_mb() -> float | None:
 SKLEARN_BYTES_PER_PIXEL = 90
 
 
-def _sklearn_metrics(maps: np.ndarray, masks: np.ndarray, ours: dict) -> dict:
+def _sklearn_metrics(masks: np.ndarray, maps: np.ndarray, ours: dict) -> dict:
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
     from stlm_core.bench import current_memory_mb, peak_memory_mb, reset_peak_memory
@@ -124,7 +124,7 @@ def bench_metrics(size: int = 1024, n_images: int = 83, n_regions: int = 60, see
     base = current_memory_mb()
     reset_peak_memory()
     timings: dict[str, float] = {}
-    metrics = compute_metrics(maps, masks, aupro_thresholds=num_thresholds, timings=timings)
+    metrics = compute_metrics(masks=masks, maps=maps, aupro_thresholds=num_thresholds, timings=timings)
     peak = peak_memory_mb()
     approx = metrics.pop("pixel_aupro_thresholds")
     exact_pixel_s = sum(timings[k] for k in ("validate_s", "pixel_sort_s", "pixel_auroc_s", "pixel_ap_f1_s",
@@ -161,7 +161,7 @@ def bench_metrics(size: int = 1024, n_images: int = 83, n_regions: int = 60, see
     need_mb = n_pixels * SKLEARN_BYTES_PER_PIXEL / 2**20
     run_sklearn = sklearn == "yes" or (sklearn == "auto" and available is not None and need_mb < available / 2)
     if run_sklearn:
-        result["sklearn"] = _sklearn_metrics(maps, masks, metrics)
+        result["sklearn"] = _sklearn_metrics(masks, maps, metrics)
     else:
         result["sklearn"] = {"skipped": f"--sklearn {sklearn}: estimated {need_mb:.0f} MiB needed, "
                                         f"{available if available is not None else float('nan'):.0f} MiB available"}

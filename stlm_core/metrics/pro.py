@@ -39,6 +39,7 @@ import math
 from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import ndimage
 
 from stlm_core.metrics.ranking import Ranking, rank_pixels
@@ -166,23 +167,41 @@ def aupro_thresholds_from_ranking(r: Ranking, weights: np.ndarray, fpr_limit: fl
     return float(abs(np.sum(0.5 * (y[1:] + y[:-1]) * np.diff(x))))
 
 
-def aupro(maps, masks, fpr_limit: float = 0.3, method: Literal["exact", "thresholds"] = "exact",
-          num_thresholds: int = 200, connectivity: int = 8) -> float:
+def aupro(masks: ArrayLike, maps: ArrayLike, *, fpr_limit: float = 0.3,
+          method: Literal["exact", "thresholds"] = "exact", num_thresholds: int = 200,
+          connectivity: int = 8) -> float:
     """Normalised area under the per-region-overlap curve for FPR in [0, ``fpr_limit``].
 
-    Args:
-        maps: anomaly maps, float (N, H, W), higher = more anomalous (torch tensors accepted).
-        masks: ground truth {0, 1} (N, H, W).
-        fpr_limit: upper FPR bound, in (0, 1]; 0.3 as in MVTec AD.
-        method: ``"exact"`` (MVTec official definition, all distinct scores) or ``"thresholds"`` (the
-            ``num_thresholds``-point approximation of RD4AD/DeSTSeg-style code; see the module doc).
-        num_thresholds: grid size for ``method="thresholds"``.
-        connectivity: 8 (default, MVTec official) or 4, for the ground-truth regions.
+    Parameters
+    ----------
+    masks : array of shape (N, H, W) or (H, W)
+        Ground truth, {0, 1} or bool (1 = anomalous pixel). Comes first, as in scikit-learn.
+    maps : array of shape (N, H, W) or (H, W)
+        Anomaly maps, real and finite, higher = more anomalous (torch tensors accepted).
+    fpr_limit : float
+        Upper FPR bound, in (0, 1]; 0.3 as in MVTec AD.
+    method : {"exact", "thresholds"}
+        ``"exact"`` (MVTec official definition, all distinct scores) or ``"thresholds"`` (the
+        ``num_thresholds``-point approximation of RD4AD/DeSTSeg-style code; see the module doc).
+    num_thresholds : int
+        Grid size for ``method="thresholds"``.
+    connectivity : {8, 4}
+        Connectivity of the ground-truth regions; 8 is the MVTec official one.
 
-    Returns:
-        AUPRO in [0, 1].
+    Returns
+    -------
+    float
+        AUPRO in [0, 1] (1 = every region fully detected before any false positive).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> masks = np.array([[[1, 1, 0, 0, 0]]])
+    >>> maps = np.array([[[0.9, 0.1, 0.8, 0.2, 0.05]]])
+    >>> round(aupro(masks, maps), 6), round(aupro(masks, maps, fpr_limit=1.0), 6)
+    (0.5, 0.666667)
     """
-    r = rank_pixels(maps, masks)
+    r = rank_pixels(masks, maps)
     region_of_pixel, sizes = label_regions(masks, connectivity)
     weights = pro_weights(r, region_of_pixel, sizes)
     if method == "exact":
@@ -192,15 +211,17 @@ def aupro(maps, masks, fpr_limit: float = 0.3, method: Literal["exact", "thresho
     raise MetricInputError(f"method must be 'exact' or 'thresholds', got {method!r}")
 
 
-def pro_curve(maps, masks, fpr_limit: float = 0.3, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def pro_curve(masks: ArrayLike, maps: ArrayLike, *, fpr_limit: float = 0.3,
+              connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """The exact PRO curve up to ``fpr_limit``: ``(fpr, pro)`` float64 arrays, one vertex per distinct score.
 
-    Starts at (0, 0) and ends with the interpolated point at FPR = ``fpr_limit``, so that
-    ``np.trapezoid(pro, fpr) / fpr_limit == aupro(maps, masks, fpr_limit)`` up to rounding. Meant for plots
-    (it has one point per distinct score above the limit: subsample for large inputs).
+    ``masks`` ({0, 1}) and ``maps`` (real) are (N, H, W) or (H, W), ground truth first. The curve starts at
+    (0, 0) and ends with the interpolated point at FPR = ``fpr_limit``, so that
+    ``np.trapezoid(pro, fpr) / fpr_limit == aupro(masks, maps, fpr_limit=fpr_limit)`` up to rounding. Meant
+    for plots (it has one point per distinct score above the limit: subsample for large inputs).
     """
     fpr_limit = _check_limit(fpr_limit)
-    r = rank_pixels(maps, masks)
+    r = rank_pixels(masks, maps)
     region_of_pixel, sizes = label_regions(masks, connectivity)
     weights = pro_weights(r, region_of_pixel, sizes)
     n = r.n_neg

@@ -7,7 +7,10 @@ pixel (several GiB for the 87M pixels of an MVTec category at 1024 px). Here onl
 positive gets two counts by binary search: ``n_less`` (negatives with a lower score) and ``n_leq`` (lower or
 equal). Every metric is a sum over positives of these integer counts, so the results equal scikit-learn's
 ``roc_auc_score``, ``average_precision_score`` and the maximum F1 over ``precision_recall_curve`` (ties
-included) up to floating-point rounding (< 1e-12 in our tests):
+included) up to floating-point rounding (< 1e-12 in our tests). Arguments follow scikit-learn's order, ground
+truth first: ``auroc(y_true, y_score)``, ``pixel_auroc(masks, maps)``.
+
+Definitions:
 
 - AUROC = P(s_pos > s_neg) + P(s_pos = s_neg) / 2 (Mann-Whitney), which is exactly the area under the ROC
   curve that joins the points of all distinct thresholds by straight lines (the trapezoidal rule).
@@ -22,8 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from stlm_core.metrics.validation import MetricInputError, check_maps_masks, check_scores_labels
+from stlm_core.metrics.validation import MetricInputError, check_labels_scores, check_masks_maps
 
 
 @dataclass(frozen=True)
@@ -66,20 +70,21 @@ def _ranking(neg_sorted: np.ndarray, positives: np.ndarray, what: str) -> Rankin
     return Ranking(neg_sorted, pos_sorted, order, n_less, n_leq)
 
 
-def rank_binary(scores, labels, what: str = "images") -> Ranking:
-    """:class:`Ranking` of 1-D ``scores`` against {0, 1} ``labels`` (validated)."""
-    scores, labels = check_scores_labels(scores, labels, what=what.rstrip("s"))
+def rank_binary(y_true: ArrayLike, y_score: ArrayLike, what: str = "images") -> Ranking:
+    """:class:`Ranking` of 1-D ``y_score`` against {0, 1} ``y_true`` (validated; ground truth first)."""
+    labels, scores = check_labels_scores(y_true, y_score, what=what.rstrip("s"))
     negatives = np.sort(scores[~labels])
     return _ranking(negatives, scores[labels], what)
 
 
-def rank_pixels(maps, masks) -> Ranking:
-    """:class:`Ranking` of all pixels of ``maps`` (N, H, W) against ``masks`` (N, H, W) (validated).
+def rank_pixels(masks: ArrayLike, maps: ArrayLike) -> Ranking:
+    """:class:`Ranking` of all pixels of ``maps`` (N, H, W) against ``masks`` (N, H, W) (validated; ground
+    truth first).
 
     Memory: one copy of the maps (the negatives are sorted in that copy) plus O(#positive pixels); the maps
     keep their dtype (float32 maps are never widened, float64 maps never narrowed, so ties are preserved).
     """
-    maps, masks = check_maps_masks(maps, masks)
+    masks, maps = check_masks_maps(masks, maps)
     flat = maps.reshape(-1)
     pos_idx = np.flatnonzero(masks.reshape(-1))
     positives = flat[pos_idx]
@@ -137,37 +142,78 @@ def f1_max_threshold(r: Ranking) -> float:
 # ---- public 1-D functions (image level, or any binary scores) ------------------------------------------------
 
 
-def auroc(scores, labels) -> float:
-    """Area under the ROC curve of 1-D ``scores`` (higher = positive) for {0, 1} ``labels``.
+def auroc(y_true: ArrayLike, y_score: ArrayLike) -> float:
+    """Area under the ROC curve; equals ``sklearn.metrics.roc_auc_score(y_true, y_score)``.
 
-    Equals ``sklearn.metrics.roc_auc_score(labels, scores)``.
+    Parameters
+    ----------
+    y_true : array of shape (n,)
+        Ground truth, {0, 1} or bool (1 = anomalous). Comes first, as in scikit-learn.
+    y_score : array of shape (n,)
+        Real, finite scores, higher = more anomalous.
+
+    Returns
+    -------
+    float
+        AUROC in [0, 1] (ties count one half).
+
+    Examples
+    --------
+    >>> auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
     """
-    return auroc_from_ranking(rank_binary(scores, labels))
+    return auroc_from_ranking(rank_binary(y_true, y_score))
 
 
-def average_precision(scores, labels) -> float:
-    """Average precision; equals ``sklearn.metrics.average_precision_score(labels, scores)``."""
-    return ap_from_ranking(rank_binary(scores, labels))
+def average_precision(y_true: ArrayLike, y_score: ArrayLike) -> float:
+    """Average precision in [0, 1] of {0, 1} ``y_true`` (n,) and real ``y_score`` (n,); equals
+    ``sklearn.metrics.average_precision_score(y_true, y_score)``."""
+    return ap_from_ranking(rank_binary(y_true, y_score))
 
 
-def f1_max(scores, labels) -> float:
-    """Maximum F1 over all thresholds; equals the max of 2PR/(P+R) over ``precision_recall_curve``."""
-    return f1_max_from_ranking(rank_binary(scores, labels))
+def f1_max(y_true: ArrayLike, y_score: ArrayLike) -> float:
+    """Maximum F1 in [0, 1] over all thresholds of {0, 1} ``y_true`` (n,) and real ``y_score`` (n,); equals
+    the max of 2PR/(P+R) over ``sklearn.metrics.precision_recall_curve(y_true, y_score)``."""
+    return f1_max_from_ranking(rank_binary(y_true, y_score))
 
 
 # ---- pixel level: all pixels of all images pooled ------------------------------------------------------------
 
 
-def pixel_auroc(maps, masks) -> float:
-    """AUROC over all pixels of all images; maps float (N, H, W), masks {0, 1} (N, H, W)."""
-    return auroc_from_ranking(rank_pixels(maps, masks))
+def pixel_auroc(masks: ArrayLike, maps: ArrayLike) -> float:
+    """AUROC over all pixels of all images pooled.
+
+    Parameters
+    ----------
+    masks : array of shape (N, H, W) or (H, W)
+        Ground truth, {0, 1} or bool (1 = anomalous pixel). Comes first, as in scikit-learn.
+    maps : array of shape (N, H, W) or (H, W)
+        Anomaly maps, real and finite, higher = more anomalous (torch tensors accepted).
+
+    Returns
+    -------
+    float
+        AUROC in [0, 1]; equals ``roc_auc_score(masks.ravel(), maps.ravel())``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> masks = np.array([[[0, 0], [1, 1]]])
+    >>> pixel_auroc(masks, np.array([[[0.1, 0.4], [0.35, 0.8]]]))
+    0.75
+    >>> pixel_auroc(masks, masks.astype(float)), pixel_auroc(masks, 1.0 - masks)
+    (1.0, 0.0)
+    """
+    return auroc_from_ranking(rank_pixels(masks, maps))
 
 
-def pixel_ap(maps, masks) -> float:
-    """Average precision over all pixels of all images."""
-    return ap_from_ranking(rank_pixels(maps, masks))
+def pixel_ap(masks: ArrayLike, maps: ArrayLike) -> float:
+    """Average precision in [0, 1] over all pixels of all images; ``masks`` {0, 1} and ``maps`` real, both
+    (N, H, W) or (H, W), ground truth first."""
+    return ap_from_ranking(rank_pixels(masks, maps))
 
 
-def pixel_f1_max(maps, masks) -> float:
-    """Maximum F1 over all pixels of all images."""
-    return f1_max_from_ranking(rank_pixels(maps, masks))
+def pixel_f1_max(masks: ArrayLike, maps: ArrayLike) -> float:
+    """Maximum F1 in [0, 1] over all pixels of all images; ``masks`` {0, 1} and ``maps`` real, both
+    (N, H, W) or (H, W), ground truth first."""
+    return f1_max_from_ranking(rank_pixels(masks, maps))

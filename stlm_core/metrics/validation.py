@@ -1,8 +1,9 @@
 """Input checks shared by the metrics (scikit-learn style: fail early with a message that says what to fix).
 
-Conventions: anomaly maps are real-valued, higher = more anomalous, shape (N, H, W) (a single (H, W) map is
-accepted as N = 1); masks have the same shape with values in {0, 1} (bool, integer or float). Image scores and
-labels are 1-D of length N. Torch tensors are accepted and converted with ``.detach().cpu().numpy()``.
+Conventions: ground truth comes first, as in scikit-learn (``y_true, y_score`` / ``masks, maps``). Masks have
+values in {0, 1} (bool, integer or float), shape (N, H, W) (a single (H, W) mask is accepted as N = 1);
+anomaly maps have the same shape, real-valued, higher = more anomalous. Image labels and scores are 1-D of
+length N. Torch tensors are accepted and converted with ``.detach().cpu().numpy()``.
 """
 
 from __future__ import annotations
@@ -76,10 +77,36 @@ def check_binary(x: Any, name: str) -> np.ndarray:
     raise MetricInputError(f"{name} must be a binary array, got dtype {arr.dtype}")
 
 
-def check_maps_masks(maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Validate pixel-level inputs; returns (maps (N, H, W), masks bool (N, H, W))."""
+def _is_binary(x: Any) -> bool:
+    """Whether ``x`` holds only 0 and 1 (used to spot swapped arguments; never raises)."""
+    try:
+        arr = as_numpy(x, "y_score")
+    except MetricInputError:
+        return False
+    if arr.dtype == np.bool_:
+        return True
+    if arr.size == 0 or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        return False
+    return bool(np.all((arr == 0) | (arr == 1)))
+
+
+def check_truth(y_true: Any, y_score: Any, name: str) -> np.ndarray:
+    """:func:`check_binary` of the ground truth; when it is not binary but ``y_score`` is, say that the
+    arguments look swapped (the metrics take ground truth first, as scikit-learn does)."""
+    try:
+        return check_binary(y_true, name)
+    except MetricInputError as exc:
+        if _is_binary(y_score):
+            raise MetricInputError(f"{exc}. The scores are binary and the ground truth is not: arguments "
+                                   "swapped? ground truth first, as in scikit-learn: "
+                                   "metric(y_true, y_score) / metric(masks, maps)") from None
+        raise
+
+
+def check_masks_maps(masks: Any, maps: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validate pixel-level inputs, ground truth first; returns (masks bool (N, H, W), maps (N, H, W))."""
+    masks = check_truth(masks, maps, "masks")
     maps = check_scores(maps, "maps")
-    masks = check_binary(masks, "masks")
     if maps.ndim == 2:
         maps = maps[None]
     if masks.ndim == 2:
@@ -87,19 +114,20 @@ def check_maps_masks(maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
     if maps.ndim != 3:
         raise MetricInputError(f"maps must have shape (N, H, W) or (H, W), got {maps.shape}")
     if maps.shape != masks.shape:
-        raise MetricInputError(f"maps and masks must have the same shape, got {maps.shape} and {masks.shape}")
-    return maps, masks
+        raise MetricInputError(f"masks and maps must have the same shape, got {masks.shape} and {maps.shape}")
+    return masks, maps
 
 
-def check_scores_labels(scores: Any, labels: Any, what: str = "image") -> tuple[np.ndarray, np.ndarray]:
-    """Validate 1-D scores and {0, 1} labels of the same length; returns (scores, labels bool)."""
-    scores = check_scores(scores, f"{what} scores")
+def check_labels_scores(y_true: Any, y_score: Any, what: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """Validate {0, 1} labels and 1-D scores of the same length, ground truth first; returns
+    (labels bool, scores)."""
+    labels = check_truth(y_true, y_score, f"{what} labels (y_true)")
+    if labels.ndim != 1:
+        raise MetricInputError(f"{what} labels (y_true) must be 1-D, got shape {labels.shape}")
+    scores = check_scores(y_score, f"{what} scores (y_score)")
     if scores.ndim != 1:
-        raise MetricInputError(f"{what} scores must be 1-D, got shape {scores.shape}")
-    labels_arr = check_binary(labels, f"{what} labels")
-    if labels_arr.ndim != 1:
-        raise MetricInputError(f"{what} labels must be 1-D, got shape {labels_arr.shape}")
-    if scores.shape != labels_arr.shape:
-        raise MetricInputError(f"{what} scores and labels must have the same length, got {scores.shape[0]} "
-                               f"and {labels_arr.shape[0]}")
-    return scores, labels_arr
+        raise MetricInputError(f"{what} scores (y_score) must be 1-D, got shape {scores.shape}")
+    if scores.shape != labels.shape:
+        raise MetricInputError(f"{what} labels and scores must have the same length, got {labels.shape[0]} "
+                               f"and {scores.shape[0]}")
+    return labels, scores

@@ -106,8 +106,8 @@ def evaluate_run(run_dir: str | Path, *, root: str | Path | None = None, device:
     t1 = time.perf_counter()
     out = infer(model, images, config, device, batch_size, progress)
     infer_s = time.perf_counter() - t1
-    metrics_tlm = compute_metrics(out["tlm_maps"], masks, out["tlm_scores"], labels)
-    metrics_fa = compute_metrics(out["fa_maps"], masks, out["fa_scores"], labels) if "fa_maps" in out else None
+    metrics_tlm = compute_metrics(masks=masks, maps=out["tlm_maps"], labels=labels, image_scores=out["tlm_scores"])
+    metrics_fa = compute_metrics(masks=masks, maps=out["fa_maps"], labels=labels, image_scores=out["fa_scores"]) if "fa_maps" in out else None
     eval_s = time.perf_counter() - t0
 
     provenance = make_provenance(
