@@ -5,75 +5,72 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from stlm_core.data import get_reader
-from stlm_core.data.sample import SampleRecord
+from stlm_core.data.problems import DataProblem, format_problems
+from stlm_core.data.registry import get_reader
+from stlm_core.data.validate import check_record, no_defects_problem, scan_split
 from stlm_core.errors import DatasetError
 
 
-def _image_size(path: Path, deep: bool) -> tuple[int, int]:
-    """(width, height) from the file header; with ``deep`` the whole image is decoded to catch truncation."""
-    try:
-        with Image.open(path) as image:
-            if deep:
-                image.load()
-            return image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(
-            f"cannot read image {path}: it is corrupt or truncated ({exc}). Re-download or re-extract the dataset."
-        ) from exc
-
-
-def _check_record(record: SampleRecord, deep: bool) -> None:
-    size = _image_size(record.image_path, deep)
-    for mask_path in record.mask_paths:
-        mask_size = _image_size(mask_path, deep)
-        if mask_size != size:
-            raise DatasetError(
-                f"mask {mask_path} has size {mask_size[0]}x{mask_size[1]} but its image {record.image_path} has "
-                f"size {size[0]}x{size[1]}. The mask must have the image's size: re-extract the dataset."
-            )
-
-
 def check_dataset(dataset: str, root: str | Path, categories: list[str] | None = None, deep: bool = False,
-                  progress: bool = True) -> dict:
-    """Validate ``root`` and return per-category counts.
+                  progress: bool = True, raise_on_problems: bool = True) -> dict:
+    """Validate ``root`` and return per-category counts and every problem found.
 
-    Returns ``{"dataset": name, "root": str, "categories": {cat: {"train": N, "test": {defect: N}, "masks": N}}}``
-    (plus ``"validation": N`` for MVTec LOCO). ``masks`` counts test images that have a ground-truth mask.
-    Every image and mask header is read (sizes must match); ``deep=True`` also decodes every file.
-    Raises :class:`DatasetError` on the first problem, naming the file and the fix.
+    Returns ``{"dataset": name, "root": str, "categories": {cat: {"train": N, "test": {defect: N}, "masks": N}},
+    "problems": [{"category", "split", "path", "problem", "fix"}], "ok": bool}`` (plus ``"validation": N`` per
+    category for MVTec LOCO). ``masks`` counts test images that have ground truth (a mask file or an ellipse).
+    Problems include a category with no images in a split, a test split without defective images, a defect image
+    without its mask, an unreadable file and a mask whose size differs from its image's. Every image and mask
+    header is read; ``deep=True`` also decodes every file (finds truncated files).
+
+    All categories are checked before anything is raised; with ``raise_on_problems`` (default) a
+    :class:`DatasetError` then lists every problem, otherwise they are only in ``"problems"``. A missing root or
+    an unknown category raises at once.
     """
     reader = get_reader(dataset)
     root = Path(root)
     found = reader.categories(root)
     chosen = categories or found
     report: dict = {"dataset": reader.name, "root": str(root), "categories": {}}
+    problems: list[tuple[str, str, DataProblem]] = []
     for category in chosen:
         if category not in found:
             raise DatasetError(f"category {category!r} not found in {root}; available: {', '.join(found)}.")
         entry: dict = {}
         for split in reader.splits:
-            records = reader.records(root, category, split)
+            records, scanned = scan_split(reader, root, category, split)
+            problems += [(category, split, p) for p in scanned]
             for record in tqdm(records, desc=f"{category}/{split}", disable=not progress, leave=False):
-                _check_record(record, deep)
+                problems += [(category, split, p) for p in check_record(record, decode=deep).problems]
             if split == "test":
                 entry["test"] = dict(sorted(Counter(r.defect for r in records).items()))
                 entry["masks"] = sum(1 for r in records if r.mask_paths or r.ellipse_masks)
+                if records and not any(r.label for r in records):
+                    problems.append((category, split, no_defects_problem(records, root / category)))
             else:
                 entry[split] = len(records)
         report["categories"][category] = {k: entry[k] for k in (*[s for s in reader.splits if s != "test"], "test", "masks")}
+    report["problems"] = [{"category": c, "split": s, **p.as_dict()} for c, s, p in problems]
+    report["ok"] = not problems
+    if problems and raise_on_problems:
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        raise DatasetError(f"dataset {reader.name} at {root} has {count}:\n"
+                           f"{format_problems(p for _, _, p in problems)}")
     return report
 
 
 def format_report(report: dict) -> str:
-    """A human-readable table of :func:`check_dataset`'s result."""
-    lines = [f"dataset {report['dataset']} at {report['root']}: {len(report['categories'])} categories, OK"]
+    """A human-readable table of :func:`check_dataset`'s result, followed by its problems (if any)."""
+    problems = report.get("problems", [])
+    status = "OK" if not problems else f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    lines = [f"dataset {report['dataset']} at {report['root']}: {len(report['categories'])} categories, {status}"]
     for category, counts in report["categories"].items():
         extra = "".join(f" {k} {v}" for k, v in counts.items() if k not in ("train", "test", "masks"))
         tests = ", ".join(f"{d} {n}" for d, n in counts["test"].items())
         lines.append(f"  {category}: train {counts['train']}{extra} | test {sum(counts['test'].values())} ({tests}) "
                      f"| masks {counts['masks']}")
+    if problems:
+        lines.append("problems:")
+        lines += [f"  {p['category']}/{p['split']}: {p['path']}: {p['problem']}; {p['fix']}" for p in problems]
     return "\n".join(lines)

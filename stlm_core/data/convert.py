@@ -28,15 +28,15 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from stlm_core.data.imageio import read_mask
+from stlm_core.data.dagm import DagmReader
+from stlm_core.data.imageio import open_image, read_mask
 from stlm_core.data.sample import SampleRecord
+from stlm_core.data.visa import SPLIT_CSV, VisaReader, is_native
 from stlm_core.errors import DatasetError
 
 
 def _image_shape(path: Path) -> tuple[int, int]:
-    from stlm_core.data.imageio import _open  # decodes fully, so truncated files fail here with a clear message
-
-    width, height = _open(path).size
+    width, height = open_image(path).size  # decodes fully, so truncated files fail here with a clear message
     return height, width
 
 
@@ -85,8 +85,6 @@ def _convert(reader, src: Path, dst: Path, categories: list[str] | None, write_r
 def convert_visa(src: str | Path, dst: str | Path, categories: list[str] | None = None, *,
                  log: Callable[[str], None] = print, progress: bool = True) -> list[str]:
     """Convert VisA from the native layout at ``src`` to the MVTec AD layout at ``dst``; return the categories."""
-    from stlm_core.data.visa import SPLIT_CSV, VisaReader, is_native
-
     if not is_native(Path(src)):
         raise DatasetError(
             f"{src} is not VisA in its native layout: {Path(src) / SPLIT_CSV} is missing. Pass the folder unpacked "
@@ -111,8 +109,6 @@ def convert_visa(src: str | Path, dst: str | Path, categories: list[str] | None 
 def convert_dagm(src: str | Path, dst: str | Path, categories: list[str] | None = None, *,
                  log: Callable[[str], None] = print, progress: bool = True) -> list[str]:
     """Convert DAGM 2007 from the native layout at ``src`` to the MVTec AD layout at ``dst``; return the classes."""
-    from stlm_core.data.dagm import DagmReader
-
     def write(record: SampleRecord, out: Path) -> None:
         folder = out / record.split / record.defect
         folder.mkdir(parents=True, exist_ok=True)

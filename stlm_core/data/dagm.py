@@ -21,22 +21,23 @@ read through :class:`~stlm_core.data.mvtec.MVTecReader` (``--dataset mvtec`` rea
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from stlm_core.data.base import (
     DatasetReader,
+    empty_test_problems,
+    empty_train_problems,
     list_images,
+    missing_mask_problem,
     require_category,
-    require_nonempty_train,
     require_root,
     require_split,
 )
+from stlm_core.data.masks import Ellipse, draw_ellipses
 from stlm_core.data.mvtec import MVTecReader
+from stlm_core.data.problems import DataProblem
 from stlm_core.data.sample import SampleRecord
 from stlm_core.errors import DatasetError
 
@@ -45,31 +46,7 @@ DEFECT = "defect"
 SPLIT_DIRS = {"train": "Train", "test": "Test"}
 _CLASS_RE = re.compile(r"^Class(\d+)$")
 
-Ellipse = tuple[float, float, float, float, float]  # (cx, cy, semi_major, semi_minor, angle_rad)
-
-
-def draw_ellipses(ellipses, shape: tuple[int, int]) -> np.ndarray:
-    """Rasterise filled ellipses into a uint8 {0, 1} mask of ``shape`` (H, W).
-
-    Each ellipse is ``(cx, cy, semi_major, semi_minor, angle_rad)`` in pixel units, the centre measured from the
-    top-left pixel centre (x to the right, y down). ``angle_rad`` rotates the major axis counter-clockwise *as seen
-    on screen* from the x axis. Pixel (x, y) is inside when its rotated offsets satisfy
-    ``(u / semi_major)^2 + (v / semi_minor)^2 <= 1``. Written with numpy rather than ``cv2.ellipse`` because
-    OpenCV rounds centre and axes to integers and takes degrees; the DAGM labels are sub-pixel floats.
-    """
-    height, width = int(shape[0]), int(shape[1])
-    mask = np.zeros((height, width), dtype=np.uint8)
-    if not ellipses:
-        return mask
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    for cx, cy, semi_major, semi_minor, angle in ellipses:
-        a, b = max(float(semi_major), 0.5), max(float(semi_minor), 0.5)  # a degenerate axis still marks a line
-        dx, dy = xs - float(cx), ys - float(cy)
-        cos, sin = math.cos(float(angle)), math.sin(float(angle))
-        u = dx * cos - dy * sin  # along the major axis (y points down, hence the signs)
-        v = dx * sin + dy * cos
-        mask[(u / a) ** 2 + (v / b) ** 2 <= 1.0] = 1
-    return mask
+__all__ = ["DagmReader", "ConvertedDagmReader", "LabelRow", "read_labels", "draw_ellipses", "Ellipse"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +91,12 @@ def read_labels(path: Path) -> dict[str, LabelRow]:
     return rows
 
 
+class ConvertedDagmReader(MVTecReader):
+    """DAGM converted to the MVTec AD layout (named ``dagm`` in messages and datasets)."""
+
+    name = "dagm"
+
+
 class DagmReader(DatasetReader):
     """Reads DAGM 2007 classes ``Class1`` .. ``Class10`` (any ``Class<k>`` folder with ``Train`` and ``Test``)."""
 
@@ -124,8 +107,7 @@ class DagmReader(DatasetReader):
         """An MVTec reader (named ``dagm``) if ``root`` holds no native class but the converted layout."""
         if any(self._native_classes(root)):
             return None
-        reader = MVTecReader()
-        reader.name = self.name
+        reader = ConvertedDagmReader()
         try:
             reader.categories(root)
         except DatasetError:
@@ -153,11 +135,11 @@ class DagmReader(DatasetReader):
             )
         return sorted(found, key=lambda n: int(_CLASS_RE.match(n).group(1)))
 
-    def records(self, root: Path, category: str, split: str) -> list[SampleRecord]:
+    def scan(self, root: Path, category: str, split: str) -> tuple[list[SampleRecord], list[DataProblem]]:
         root = require_root(root, self.name)
         converted = self._converted(root)
         if converted is not None:
-            return converted.records(root, category, split)
+            return converted.scan(root, category, split)
         require_category(root, category, self.categories(root), self.name)
         require_split(split, self.splits, self.name)
         folder = root / category / SPLIT_DIRS[split]
@@ -170,14 +152,15 @@ class DagmReader(DatasetReader):
                 f"{labels_txt} (or Label/<name>_label.PNG masks). Restore it from the DAGM 2007 archive."
             )
         recs: list[SampleRecord] = []
+        problems: list[DataProblem] = []
         for image_path in list_images(folder):
             mask_file = self._mask_file(label_dir, image_path)
             row = labels.get(image_path.name) if labels is not None else None
             if labels is not None and row is None:
-                raise DatasetError(
-                    f"image {image_path} is not listed in {labels_txt}; restore the label file from the archive or "
-                    "remove the image."
-                )
+                problems.append(DataProblem(
+                    image_path, f"image {image_path} is not listed in {labels_txt}",
+                    "Restore the label file from the archive or remove the image."))
+                continue
             defective = row.defective if row is not None else mask_file is not None
             if not defective:
                 recs.append(SampleRecord(image_path, 0, NORMAL, category, split))
@@ -189,16 +172,14 @@ class DagmReader(DatasetReader):
             elif row is not None and row.ellipse is not None:
                 recs.append(SampleRecord(image_path, 1, DEFECT, category, split, ellipse_masks=(row.ellipse,)))
             else:
-                raise DatasetError(
-                    f"defect image {image_path} has no mask: {labels_txt} gives no ellipse for it and "
-                    f"{label_dir / (image_path.stem + '_label.PNG')} does not exist. Restore the labels from the "
-                    "DAGM 2007 archive, or move the image out of the test split."
-                )
+                problems.append(missing_mask_problem(
+                    image_path, f"{labels_txt} gives no ellipse for it and "
+                    f"{label_dir / (image_path.stem + '_label.PNG')} does not exist",
+                    "Restore the labels from the DAGM 2007 archive, or move the image out of the test split."))
+                recs.append(SampleRecord(image_path, 1, DEFECT, category, split))
         if split == "train":
-            return require_nonempty_train(recs, root, category, folder)
-        if not recs:
-            raise DatasetError(f"no test images in {folder}; expected {folder}/*.PNG.")
-        return recs
+            return recs, problems + empty_train_problems(recs, category, folder)
+        return recs, problems + empty_test_problems(recs, folder, f"{folder}/*.PNG")
 
     @staticmethod
     def _mask_file(label_dir: Path, image_path: Path) -> Path | None:

@@ -18,12 +18,15 @@ from pathlib import Path
 
 from stlm_core.data.base import (
     DatasetReader,
+    empty_test_problems,
+    empty_train_problems,
     list_images,
+    missing_mask_problem,
     require_category,
-    require_nonempty_train,
     require_root,
     require_split,
 )
+from stlm_core.data.problems import DataProblem
 from stlm_core.data.sample import SampleRecord
 from stlm_core.errors import DatasetError
 
@@ -49,7 +52,7 @@ class LocoReader(DatasetReader):
             )
         return found
 
-    def records(self, root: Path, category: str, split: str) -> list[SampleRecord]:
+    def scan(self, root: Path, category: str, split: str) -> tuple[list[SampleRecord], list[DataProblem]]:
         root = require_root(root, self.name)
         require_category(root, category, self.categories(root), self.name)
         require_split(split, self.splits, self.name)
@@ -58,12 +61,14 @@ class LocoReader(DatasetReader):
             folder = cat_dir / split / NORMAL
             recs = [SampleRecord(p, 0, NORMAL, category, split) for p in list_images(folder)]
             if split == "train":
-                return require_nonempty_train(recs, root, category, folder)
-            if not recs:
-                raise DatasetError(f"the validation split of {category!r} is empty: no images in {folder}.")
-            return recs
+                return recs, empty_train_problems(recs, category, folder)
+            if recs:
+                return recs, []
+            return recs, [DataProblem(folder, f"the validation split of {category!r} is empty: no images in {folder}",
+                                      "Restore the validation images from the MVTec LOCO archive.")]
         test_dir = cat_dir / "test"
         recs = []
+        problems: list[DataProblem] = []
         for defect_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
             defect = defect_dir.name
             for image_path in list_images(defect_dir):
@@ -71,19 +76,16 @@ class LocoReader(DatasetReader):
                     recs.append(SampleRecord(image_path, 0, NORMAL, category, "test"))
                     continue
                 masks = self._mask_paths(cat_dir, defect, image_path)
+                if not masks:
+                    mask_dir = cat_dir / "ground_truth" / defect / image_path.stem
+                    problems.append(missing_mask_problem(
+                        image_path, f"expected one or more files {mask_dir}/000.png",
+                        "Restore the ground truth from the MVTec LOCO archive, or move the image out of the test "
+                        "split."))
                 recs.append(SampleRecord(image_path, 1, defect, category, "test", mask_paths=masks,
                                          anomaly_kind=KINDS.get(defect, defect.removesuffix("_anomalies"))))
-        if not recs:
-            raise DatasetError(f"no test images in {test_dir}; expected {test_dir}/<defect>/*.png.")
-        return recs
+        return recs, problems + empty_test_problems(recs, test_dir, f"{test_dir}/<defect>/*.png")
 
     @staticmethod
     def _mask_paths(cat_dir: Path, defect: str, image_path: Path) -> tuple[Path, ...]:
-        mask_dir = cat_dir / "ground_truth" / defect / image_path.stem
-        masks = tuple(list_images(mask_dir))
-        if not masks:
-            raise DatasetError(
-                f"defect image {image_path} has no mask: expected one or more files {mask_dir}/000.png. Restore "
-                "the ground truth from the MVTec LOCO archive, or move the image out of the test split."
-            )
-        return masks
+        return tuple(list_images(cat_dir / "ground_truth" / defect / image_path.stem))

@@ -13,12 +13,15 @@ from pathlib import Path
 
 from stlm_core.data.base import (
     DatasetReader,
+    empty_test_problems,
+    empty_train_problems,
     list_images,
+    missing_mask_problem,
     require_category,
-    require_nonempty_train,
     require_root,
     require_split,
 )
+from stlm_core.data.problems import DataProblem
 from stlm_core.data.sample import SampleRecord
 from stlm_core.errors import DatasetError
 
@@ -26,6 +29,8 @@ NORMAL = "good"
 
 
 class MVTecReader(DatasetReader):
+    """Reads the MVTec AD layout; subclasses only change ``name`` (used in messages and by ``open_dataset``)."""
+
     name = "mvtec"
     splits = ("train", "test")
 
@@ -40,7 +45,7 @@ class MVTecReader(DatasetReader):
             )
         return found
 
-    def records(self, root: Path, category: str, split: str) -> list[SampleRecord]:
+    def scan(self, root: Path, category: str, split: str) -> tuple[list[SampleRecord], list[DataProblem]]:
         root = require_root(root, self.name)
         require_category(root, category, self.categories(root), self.name)
         require_split(split, self.splits, self.name)
@@ -48,8 +53,9 @@ class MVTecReader(DatasetReader):
         if split == "train":
             folder = cat_dir / "train" / NORMAL
             recs = [SampleRecord(p, 0, NORMAL, category, "train") for p in list_images(folder)]
-            return require_nonempty_train(recs, root, category, folder)
+            return recs, empty_train_problems(recs, category, folder)
         recs: list[SampleRecord] = []
+        problems: list[DataProblem] = []
         test_dir = cat_dir / "test"
         for defect_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
             defect = defect_dir.name
@@ -58,18 +64,25 @@ class MVTecReader(DatasetReader):
                     recs.append(SampleRecord(image_path, 0, NORMAL, category, "test"))
                     continue
                 mask_path = self._mask_path(cat_dir, defect, image_path)
-                recs.append(SampleRecord(image_path, 1, defect, category, "test", mask_paths=(mask_path,)))
-        if not recs:
-            raise DatasetError(f"no test images in {test_dir}; expected {test_dir}/<defect>/*.png.")
-        return recs
+                if mask_path is None:
+                    expected = cat_dir / "ground_truth" / defect / f"{image_path.stem}_mask.png"
+                    problems.append(missing_mask_problem(
+                        image_path, f"expected {expected}",
+                        "Restore the mask from the dataset archive, or move the image out of the test split."))
+                masks = (mask_path,) if mask_path is not None else ()
+                recs.append(SampleRecord(image_path, 1, defect, category, "test", mask_paths=masks))
+        return recs, problems + empty_test_problems(recs, test_dir, f"{test_dir}/<defect>/*.png")
 
     @staticmethod
-    def _mask_path(cat_dir: Path, defect: str, image_path: Path) -> Path:
+    def _mask_path(cat_dir: Path, defect: str, image_path: Path) -> Path | None:
         gt_dir = cat_dir / "ground_truth" / defect
         for candidate in (gt_dir / f"{image_path.stem}_mask.png", gt_dir / f"{image_path.stem}.png"):
             if candidate.is_file():
                 return candidate
-        raise DatasetError(
-            f"defect image {image_path} has no mask: expected {gt_dir / (image_path.stem + '_mask.png')}. "
-            "Restore the mask from the dataset archive, or move the image out of the test split."
-        )
+        return None
+
+
+class SyntheticReader(MVTecReader):
+    """The embedded synthetic dataset: MVTec AD layout (see :mod:`stlm_core.data.synthetic`)."""
+
+    name = "synthetic"

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from stlm_core.data.imageio import read_mask, read_rgb
+from stlm_core.data.masks import draw_ellipses
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,6 @@ class SampleRecord:
         for mask_path in self.mask_paths:
             mask |= read_mask(mask_path, expected_shape=(height, width), image_path=self.image_path)
         if self.ellipse_masks:
-            from stlm_core.data.dagm import draw_ellipses  # local: only DAGM needs it
-
             mask |= draw_ellipses(self.ellipse_masks, (height, width))
         return Sample(
             image=image,

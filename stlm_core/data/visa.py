@@ -22,12 +22,15 @@ from pathlib import Path
 
 from stlm_core.data.base import (
     DatasetReader,
+    empty_test_problems,
+    empty_train_problems,
+    missing_mask_problem,
     require_category,
-    require_nonempty_train,
     require_root,
     require_split,
 )
 from stlm_core.data.mvtec import MVTecReader
+from stlm_core.data.problems import DataProblem
 from stlm_core.data.sample import SampleRecord
 from stlm_core.errors import DatasetError
 
@@ -60,6 +63,12 @@ def read_split_csv(root: Path) -> list[dict[str, str]]:
     return rows
 
 
+class ConvertedVisaReader(MVTecReader):
+    """VisA converted to the MVTec AD layout (named ``visa`` in messages and datasets)."""
+
+    name = "visa"
+
+
 class VisaReader(DatasetReader):
     """Reads VisA; auto-detects the native layout vs. the MVTec-style converted one."""
 
@@ -72,10 +81,9 @@ class VisaReader(DatasetReader):
             return root / "visa_pytorch"
         return root
 
-    def _mvtec(self) -> MVTecReader:
-        reader = MVTecReader()
-        reader.name = self.name
-        return reader
+    @staticmethod
+    def _mvtec() -> MVTecReader:
+        return ConvertedVisaReader()
 
     def categories(self, root: Path) -> list[str]:
         root = require_root(root, self.name)
@@ -94,46 +102,47 @@ class VisaReader(DatasetReader):
             raise DatasetError(f"the VisA split file {root / SPLIT_CSV} lists no images; restore it from the archive.")
         return found
 
-    def records(self, root: Path, category: str, split: str) -> list[SampleRecord]:
+    def scan(self, root: Path, category: str, split: str) -> tuple[list[SampleRecord], list[DataProblem]]:
         root = require_root(root, self.name)
         if not is_native(root):
             mvtec_root = self._mvtec_root(root)
             require_category(root, category, self.categories(root), self.name)
-            return self._mvtec().records(mvtec_root, category, split)
+            return self._mvtec().scan(mvtec_root, category, split)
         require_category(root, category, self.categories(root), self.name)
         require_split(split, self.splits, self.name)
         csv_path = root / SPLIT_CSV
         recs: list[SampleRecord] = []
+        problems: list[DataProblem] = []
         for line, row in enumerate(read_split_csv(root), start=2):
             if row["object"] != category or row["split"] != split:
                 continue
             label = row["label"].lower()
             if label not in ("normal", ANOMALY):
-                raise DatasetError(
-                    f"{csv_path} line {line}: label {row['label']!r} is neither 'normal' nor 'anomaly'; "
-                    "restore the split file from the VisA archive."
-                )
+                problems.append(DataProblem(
+                    csv_path, f"{csv_path} line {line}: label {row['label']!r} is neither 'normal' nor 'anomaly'",
+                    "Restore the split file from the VisA archive."))
+                continue
             image_path = root / row["image"]
             if not image_path.is_file():
-                raise DatasetError(
-                    f"image file not found: {image_path} (listed in {csv_path} line {line}). Re-extract the VisA "
-                    "archive into this root or remove the row."
-                )
+                problems.append(DataProblem(
+                    image_path, f"image file not found: {image_path} (listed in {csv_path} line {line})",
+                    "Re-extract the VisA archive into this root or remove the row."))
+                continue
             if label == "normal":
                 recs.append(SampleRecord(image_path, 0, NORMAL, category, split))
                 continue
             mask_path = root / row["mask"] if row["mask"] else None
             if mask_path is None or not mask_path.is_file():
-                raise DatasetError(
-                    f"defect image {image_path} has no mask: expected "
-                    f"{mask_path if mask_path else root / category / 'Data/Masks/Anomaly' / (image_path.stem + '.png')}"
-                    f" ({csv_path} line {line}). Restore the mask from the VisA archive, or remove the row."
-                )
-            recs.append(SampleRecord(image_path, 1, ANOMALY, category, split, mask_paths=(mask_path,)))
+                expected = mask_path or root / category / "Data/Masks/Anomaly" / f"{image_path.stem}.png"
+                problems.append(missing_mask_problem(
+                    image_path, f"expected {expected} ({csv_path} line {line})",
+                    "Restore the mask from the VisA archive, or remove the row."))
+                mask_path = None
+            masks = (mask_path,) if mask_path is not None else ()
+            recs.append(SampleRecord(image_path, 1, ANOMALY, category, split, mask_paths=masks))
         recs.sort(key=lambda r: str(r.image_path))
         if split == "train":
             normal = [r for r in recs if r.label == 0]
-            return require_nonempty_train(normal, root, category, root / category / "Data" / "Images" / "Normal")
-        if not recs:
-            raise DatasetError(f"no test rows for category {category!r} in {csv_path}; restore it from the archive.")
-        return recs
+            folder = root / category / "Data" / "Images" / "Normal"
+            return normal, problems + empty_train_problems(normal, category, folder)
+        return recs, problems + empty_test_problems(recs, csv_path, f"rows 'test' of category {category!r}")
