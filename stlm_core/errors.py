@@ -19,3 +19,7 @@ class WeightsError(StlmError, FileNotFoundError):
 
 class DownloadError(StlmError, RuntimeError):
     """A download failed or its checksum did not match."""
+
+
+class ConfigError(StlmError, ValueError):
+    """A configuration value is invalid or unknown."""

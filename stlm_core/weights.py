@@ -1,4 +1,4 @@
-"""Registry of official pretrained checkpoints and where to find them locally (DESIGN.md section 5).
+"""Registry of official pretrained checkpoints and where to find them locally .
 
 Lookup order for a checkpoint file: ``$STLM_WEIGHTS`` (a folder), then ``./weights``, then
 ``~/.cache/stlm_core/weights``. Nothing here downloads; ``stlm weights download NAME`` does, explicitly.
@@ -10,12 +10,15 @@ several independent public download scripts; OpenAI CLIP: the hash OpenAI embeds
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from stlm_core.errors import WeightsError
+from stlm_core.fileio import file_sha256
+
+AUTO = "auto"  # resolve a checkpoint through the registry lookup (see resolve_weights)
 
 
 @dataclass(frozen=True)
@@ -101,14 +104,39 @@ def require_weights(name: str, purpose: str = "") -> Path:
     return path
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def resolve_weights(name: str | None, *, required: bool, purpose: str = "",
+                    path: str | os.PathLike | None = AUTO) -> Path | None:
+    """The checkpoint file to load, or ``None`` for random initialisation. The one resolver of the package.
+
+    Args:
+        name: registry name (``None``: the component has no official checkpoint; random init).
+        required: raise :class:`WeightsError` naming the download command when the file is not found
+            (the ``paper`` profile); otherwise a missing file gives ``None``.
+        purpose: what needs the file, for the error message.
+        path: ``"auto"`` (default) = registry lookup ($STLM_WEIGHTS, ./weights, ~/.cache/stlm_core/weights);
+            an explicit file (must exist); ``None`` = never load weights.
+    """
+    if path is None:
+        return None
+    if path != AUTO:
+        explicit = Path(path)
+        if not explicit.is_file():
+            raise WeightsError(f"checkpoint file {explicit} does not exist; pass an existing file or omit the option.")
+        return explicit
+    if name is None:
+        return None
+    return require_weights(name, purpose) if required else find_weights(name)
 
 
-def weights_identity(name: str, path: Path | None) -> str:
-    """``'random-init'`` when ``path`` is None, else ``'<name>@<sha256>'`` (hash of the actual file)."""
-    return "random-init" if path is None else f"{name}@{file_sha256(Path(path))}"
+@functools.lru_cache(maxsize=64)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
+
+
+def weights_identity(name: str, path: str | os.PathLike | None) -> str:
+    """``'random-init'`` when ``path`` is None, else ``'<name>@<sha256>'`` (hash of the actual file, cached per
+    file size and modification time, since official checkpoints are gigabytes)."""
+    if path is None:
+        return "random-init"
+    stat = os.stat(path)
+    return f"{name}@{_cached_sha256(os.fspath(path), stat.st_size, stat.st_mtime_ns)}"

@@ -1,9 +1,8 @@
-"""Per-profile settings of the CLIP-SAM cascaded-prompt method (spec: ``../shared/specs/clipsam.md``).
+"""CLIP-SAM settings: :class:`ClipSamConfig`, one frozen dataclass; values per profile in ``profiles.yaml``.
 
-No official code exists, so every choice the paper leaves open is a named field below with the spec's default.
-Tags in the comments follow the spec: [P] paper, [T] third-party reading, [B] baseline/tool fact, [D] project default.
-
-Profiles (``stlm_core.config.PROFILES``):
+No official code exists, so every choice the paper leaves open is a named field with its provenance in the YAML
+table (``paper`` / ``code`` = the baselines the paper builds on / ``ours``). Build one with
+``ClipSamConfig.from_profile("cpu", tau=0.4)``. Profiles:
 
 - ``paper``: ViT-L-14-336 (OpenAI) at 518 px, blocks 6/12/18/24 + SAM ViT-H at 1024 px; official weights required.
 - ``cpu``: ViT-B-16 (OpenAI) at 224 px, blocks 3/6/9/12 + SAM ViT-B; official weights if present, else random init.
@@ -12,100 +11,104 @@ Profiles (``stlm_core.config.PROFILES``):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from stlm_core.config import check_profile
+from stlm_core.configs import ProfileConfig
+from stlm_core.errors import ConfigError
 
-# Tiny open_clip tower configs for ``smoke`` (same ``CLIP`` / ``VisionTransformer`` / ``TextTransformer`` classes).
-SMOKE_CLIP_OVERRIDES: dict[str, Any] = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 48, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
+LOCALISERS = ("adapters", "training_free")
+FUSIONS = ("default", "sam", "additive")
+IMAGE_SCORES = ("max", "clip_cls")
+BOX_MODES = ("tight", "best_component")
+COFEATURES = ("prototype", "max")
+KERNEL_SHAPES = ("ellipse", "rect", "cross")
 
-# Tiny segment-anything config for ``smoke`` (see NOTES.md: ``_build_sam`` fixes 1024 px, so it is built directly).
-SMOKE_SAM_ENCODER: dict[str, Any] = {
-    "embed_dim": 48, "depth": 2, "num_heads": 3, "global_attn_indexes": (1,), "window_size": 4,
-    "prompt_dim": 64, "decoder_mlp_dim": 256, "decoder_heads": 2,
-}
 
-# segment-anything encoder architectures (as in ``segment_anything.build_sam``).
-SAM_ARCHS: dict[str, dict[str, Any]] = {
-    "vit_h": {"embed_dim": 1280, "depth": 32, "num_heads": 16, "global_attn_indexes": (7, 15, 23, 31), "window_size": 14},
-    "vit_l": {"embed_dim": 1024, "depth": 24, "num_heads": 16, "global_attn_indexes": (5, 11, 17, 23), "window_size": 14},
-    "vit_b": {"embed_dim": 768, "depth": 12, "num_heads": 12, "global_attn_indexes": (2, 5, 8, 11), "window_size": 14},
-    "smoke": SMOKE_SAM_ENCODER,
-}
+def _choice(name: str, value: object, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {name} {value!r}; use one of: {', '.join(map(str, allowed))}.")
 
 
 @dataclass(frozen=True)
-class ClipSamConfig:
-    """Every setting of one CLIP-SAM run. Field comments give the provenance of the default."""
+class ClipSamConfig(ProfileConfig):
+    """Every setting of one CLIP-SAM run. Provenance of each default: ``profiles.yaml``."""
 
-    profile: str
+    PROFILE_TABLE = Path(__file__).with_name("profiles.yaml")
+    METHOD = "clipsam"
 
-    # --- Stage A: CLIP localiser (spec 1.1) ---
-    clip_model: str = "ViT-L-14-336"           # [D] APRIL-GAN's backbone; the paper's CLIP stage is unknown
-    clip_weights: str | None = "clip_vit_l14_336_openai"  # stlm_core.weights name; None = never load weights
-    clip_image_size: int = 518                 # [B] APRIL-GAN: 518x518 squash, pos. embedding resized to 37x37
-    clip_layers: tuple[int, ...] = (6, 12, 18, 24)  # [B] 1-indexed residual-stream blocks
-    clip_overrides: dict[str, Any] = field(default_factory=dict)  # open_clip config overrides (smoke only)
-    clip_quick_gelu: bool = True               # [B] OpenAI CLIP weights were trained with QuickGELU
-    localiser: str = "adapters"                # [D] "adapters" (APRIL-GAN) | "training_free" (WinCLIP-style)
-    logit_scale: float = 100.0                 # [B] APRIL-GAN: logits = 100 * cos(token, text)
-    map_align_corners: bool = True             # [B] APRIL-GAN upsamples the 2-channel logits this way
+    # Stage A: CLIP localiser
+    clip_model: str = ""
+    clip_weights: str | None = None
+    clip_image_size: int = 0
+    clip_layers: tuple[int, ...] = ()
+    clip_overrides: dict[str, Any] = field(default_factory=dict)
+    clip_quick_gelu: bool = True
+    localiser: str = "adapters"
+    logit_scale: float = 0.0
+    map_align_corners: bool = True
+    # adapter training (APRIL-GAN)
+    adapter_epochs: dict[str, int] = field(default_factory=dict)
+    adapter_default_epochs: int = 0
+    adapter_lr: float = 0.0
+    adapter_betas: tuple[float, float] = (0.0, 0.0)
+    adapter_batch_size: int = 0
+    adapter_mosaic_rate: dict[str, float] = field(default_factory=dict)
+    focal_gamma: float = 0.0
+    focal_smooth: float = 0.0
+    # SAM
+    sam_arch: str = ""
+    sam_weights: str | None = None
+    sam_image_size: int = 0
+    # PPG
+    tau: float = 0.0
+    k_positive: int = 0
+    k_negative: int = 0
+    min_spacing_px: float = 0.0
+    spacing_cap_fraction: float = 0.0
+    ring_kernel: int = 0
+    ring_kernel_shape: str = ""
+    cofeature: str = ""
+    per_component: bool = True
+    max_components: int = 0
+    # CPS
+    cps_stages: int = 0
+    multimask: bool = False
+    multimask_fallback: bool = True
+    box_mode: str = ""
+    # fusion and scores
+    fusion: str = ""
+    fusion_weight: float = 0.0
+    image_score: str = ""
+    # evaluation
+    eval_size: int = 0
+    seed: int = 0
 
-    # --- adapter training (APRIL-GAN, spec 1.1) ---
-    adapter_epochs: dict[str, int] = field(default_factory=lambda: {"mvtec": 3, "visa": 15})  # [B]
-    adapter_default_epochs: int = 3            # [D] any other training dataset
-    adapter_lr: float = 1e-3                   # [B]
-    adapter_betas: tuple[float, float] = (0.5, 0.999)  # [B]
-    adapter_batch_size: int = 8                # [B]
-    adapter_mosaic_rate: dict[str, float] = field(default_factory=lambda: {"mvtec": 0.2})  # [B] aug_rate, MVTec only
-    focal_gamma: float = 2.0                   # [B] APRIL-GAN FocalLoss defaults
-    focal_smooth: float = 1e-5                 # [B]
-
-    # --- SAM (spec 2) ---
-    sam_arch: str = "vit_h"                    # [D]/[T] EthMuSAM uses vit_h; the paper's variant is unknown
-    sam_weights: str | None = "sam_vit_h"
-    sam_image_size: int = 1024                 # [B] longest side fed to SAM
-
-    # --- PPG (spec 1.2, 5) ---
-    tau: float = 0.5                           # [D] threshold on Map_a / n_layers in [0, 1]
-    k_positive: int = 3                        # [D] ablate 1/3/5/7
-    k_negative: int = 3                        # [D] same k as positives
-    min_spacing_px: float = 400.0              # [P] "spaced by 400 pixels", read as Euclidean in original pixels [D]
-    spacing_cap_fraction: float = 0.25         # [D] spacing capped at this fraction of the shorter image side
-    ring_kernel: int = 25                      # [T] 25x25 best in the paper's Table 2 ablation
-    ring_kernel_shape: str = "ellipse"         # [D] OpenCV MORPH_ELLIPSE (EthMuSAM); "rect" | "cross" for ablation
-    cofeature: str = "prototype"               # [D] PerSAM prototype cosine; "max" = max similarity to any S_a cell
-    per_component: bool = True                 # [D] one PPG+CPS cascade per connected component of S_a, union
-    max_components: int = 8                    # [D] guard: at most this many components (highest peak first)
-
-    # --- CPS (spec 1.3) ---
-    cps_stages: int = 3                        # [P] three cascaded decoder passes (1 or 2 for the ablation)
-    multimask: bool = False                    # [D] single mask (EthMuSAM); True = 3 masks, best predicted IoU (PerSAM)
-    multimask_fallback: bool = True            # [D] spec 5: an empty single mask is redone as 3 masks, best IoU
-    box_mode: str = "tight"                    # [D] "tight" box of M2 (PerSAM) | "best_component" (EthMuSAM)
-
-    # --- fusion and scores (spec 1.4) ---
-    fusion: str = "default"                    # [D] "default": 0.5 m + 0.5 m*sigmoid(L3); "sam"; "additive"
-    fusion_weight: float = 0.5                 # [D] the 0.5 / 0.5 split of the default fusion
-    image_score: str = "max"                   # [D] "max" of the final map | "clip_cls" (APRIL-GAN's CLS score)
-
-    # --- evaluation (spec 2, 3) ---
-    eval_size: int = 518                       # [D] maps and masks resized to eval_size^2 (masks binarised at 0.5)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return asdict(self)
-
-    def with_overrides(self, **changes: Any) -> "ClipSamConfig":
-        """A copy with some fields replaced; ``None`` values are ignored (convenient for CLI options)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+    def validate(self) -> None:
+        _choice("localiser", self.localiser, LOCALISERS)
+        _choice("fusion", self.fusion, FUSIONS)
+        _choice("image_score", self.image_score, IMAGE_SCORES)
+        _choice("box_mode", self.box_mode, BOX_MODES)
+        _choice("cofeature", self.cofeature, COFEATURES)
+        _choice("ring_kernel_shape", self.ring_kernel_shape, KERNEL_SHAPES)
+        if self.cps_stages not in (1, 2, 3):
+            raise ConfigError(f"cps_stages must be 1, 2 or 3, got {self.cps_stages}.")
+        for name in ("clip_image_size", "sam_image_size", "eval_size", "k_positive", "ring_kernel",
+                     "max_components", "adapter_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
+        if self.k_negative < 0:
+            raise ConfigError(f"k_negative must be >= 0, got {self.k_negative}.")
+        if self.sam_image_size % 16:
+            raise ConfigError(f"sam_image_size must be a multiple of 16, got {self.sam_image_size}.")
+        if not self.clip_layers:
+            raise ConfigError("clip_layers must name at least one CLIP block.")
+        if not 0.0 <= self.fusion_weight <= 1.0:
+            raise ConfigError(f"fusion_weight must be in [0, 1], got {self.fusion_weight}.")
 
     def epochs_for(self, dataset: str) -> int:
+        """Adapter-training epochs for a training dataset."""
         return self.adapter_epochs.get(dataset, self.adapter_default_epochs)
 
     @property
@@ -113,25 +116,4 @@ class ClipSamConfig:
         return len(self.clip_layers)
 
 
-def get_config(profile: str, **overrides: Any) -> ClipSamConfig:
-    """The settings of ``profile`` (``paper`` | ``cpu`` | ``smoke``), with optional field overrides."""
-    check_profile(profile)
-    if profile == "paper":
-        config = ClipSamConfig(profile="paper")
-    elif profile == "cpu":
-        config = ClipSamConfig(
-            profile="cpu",
-            clip_model="ViT-B-16", clip_weights="clip_vit_b16_openai", clip_image_size=224,
-            clip_layers=(3, 6, 9, 12),
-            sam_arch="vit_b", sam_weights="sam_vit_b", sam_image_size=1024,
-            eval_size=256,
-        )
-    else:
-        config = ClipSamConfig(
-            profile="smoke",
-            clip_model="ViT-B-16", clip_weights=None, clip_image_size=64, clip_layers=(1, 2),
-            clip_overrides=SMOKE_CLIP_OVERRIDES, clip_quick_gelu=False,
-            sam_arch="smoke", sam_weights=None, sam_image_size=128,
-            adapter_batch_size=4, ring_kernel=7, eval_size=64,
-        )
-    return config.with_overrides(**overrides)
+__all__ = ["ClipSamConfig", "LOCALISERS"]

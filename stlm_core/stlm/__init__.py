@@ -1,16 +1,37 @@
 """STLM (arXiv 2402.19145): SAM-guided two-stream lightweight anomaly detection.
 
-Modules, one job each (spec: ``specs/stlm.md``):
+Public entry points (the same shape as :func:`stlm_core.clipsam.run`)::
 
-- :mod:`.config`          per-profile settings (``paper`` / ``cpu`` / ``smoke``) and ablation switches;
-- :mod:`.mobilesam`       the single place that imports ``mobile_sam`` (it re-registers timm names);
-- :mod:`.teacher`         frozen SAM teacher (encoder + its own prompt-free decoder features);
-- :mod:`.students`        TinyViT student encoders with the MobileSAM neck;
-- :mod:`.decoder`         SAM/MobileSAM mask decoder used without prompts as a two-level feature extractor;
-- :mod:`.fa_head`         the feature-aggregation (FA) segmentation head (DeSTSeg's ``SegmentationNet``);
-- :mod:`.model`           the inference model (students + shared decoder + FA) and the anomaly maps;
-- :mod:`.pseudo_anomaly`  Perlin-mask pseudo-anomalies (DRAEM style) with DTD or procedural textures;
-- :mod:`.train`, :mod:`.evaluate`, :mod:`.bench`, :mod:`.cli`.
+    from stlm_core.stlm import StlmConfig, train, evaluate
+    from stlm_core.data import DataSpec
+    run_dir = train(StlmConfig.from_profile("cpu"), DataSpec("mvtec", "data/mvtec", "bottle"))
 
-Importing this package is light (no torch); import the submodules for the heavy parts.
+Modules: :mod:`.config` (settings; values per profile in ``profiles.yaml``), :mod:`.build` (config -> registry
+builders), :mod:`.model` (the inference model and its maps), :mod:`.pseudo_anomaly`, :mod:`.train`,
+:mod:`.evaluate`, :mod:`.checkpoint`, :mod:`.bench`. The network parts live in :mod:`stlm_core.modeling`.
+Importing this package is light; torch is imported when an entry point is first used.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stlm_core.stlm.config import StlmConfig
+
+
+def train(config: StlmConfig, data: Any, **options: Any) -> Path:
+    """Train (and evaluate) STLM on one category; see :func:`stlm_core.stlm.train.train`."""
+    from stlm_core.stlm.train import train as _train
+
+    return _train(config, data, **options)
+
+
+def evaluate(run_dir: str | Path, **options: Any) -> Path:
+    """Evaluate a trained run; see :func:`stlm_core.stlm.evaluate.evaluate`."""
+    from stlm_core.stlm.evaluate import evaluate as _evaluate
+
+    return _evaluate(run_dir, **options)
+
+
+__all__ = ["StlmConfig", "train", "evaluate"]

@@ -3,7 +3,7 @@
 Conventions: inputs are SAM-normalised images (B, 3, S, S); features are lists over levels
 (level 1 = image embedding, level 2 = decoder-transformer output), each (B, 256, S/16, S/16).
 
-- ``tlm_map`` ("w/o FA") = prod_l (1 - cos(P_l, D_l)), (B, 1, h, w), in [0, 2**levels];
+- ``wo_fa_map`` (the map "w/o FA") = prod_l (1 - cos(P_l, D_l)), (B, 1, h, w), in [0, 2**levels];
 - ``fa_map`` = FA(concat_l(-P^_l * D^_l)), (B, 1, h, w), in [0, 1] (``None`` when FA is switched off);
 - :func:`upsample` to the evaluation size (bilinear, align_corners=False) and :func:`image_scores`
   (mean of the top-k pixels) turn them into pixel maps and image scores.
@@ -14,16 +14,11 @@ i.e. a DeSTSeg-like teacher / denoising-student pair.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stlm_core.stlm.config import StlmConfig
-from stlm_core.stlm.decoder import FeatureDecoder, build_mobilesam_decoder
-from stlm_core.stlm.fa_head import FAHead
-from stlm_core.stlm.students import StudentEncoder
+from stlm_core.modeling.fa_head import FAHead
 
 
 def l2_normalise(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -39,20 +34,18 @@ def cosine_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class STLM(nn.Module):
     """Students + shared decoder + FA head (everything that runs at inference, teacher excluded)."""
 
-    def __init__(self, config: StlmConfig, decoder: FeatureDecoder | None = None, teacher: nn.Module | None = None):
+    def __init__(self, *, denoise: nn.Module, decoder: nn.Module, plain: nn.Module | None = None,
+                 plain_teacher: nn.Module | None = None, fa: FAHead | None = None):
+        """Exactly one of ``plain`` (a student encoder) and ``plain_teacher`` (the frozen teacher standing in for
+        the plain stream, an ablation) is given; ``fa=None`` switches the FA head off."""
         super().__init__()
-        self.config = config
-        if config.use_plain:
-            self.plain = StudentEncoder(config)
-            self.plain_teacher = None
-        else:
-            if teacher is None:
-                raise ValueError("use_plain=False needs the teacher, which replaces the plain stream")
-            self.plain = None
-            self.plain_teacher = teacher
-        self.denoise = StudentEncoder(config)
-        self.decoder = decoder if decoder is not None else build_mobilesam_decoder(config)
-        self.fa = FAHead(256 * config.n_levels, config.fa_channels) if config.use_fa else None
+        if (plain is None) == (plain_teacher is None):
+            raise ValueError("pass exactly one of plain (student) and plain_teacher (teacher as plain stream)")
+        self.plain = plain
+        self.plain_teacher = plain_teacher
+        self.denoise = denoise
+        self.decoder = decoder
+        self.fa = fa
 
     def trainable_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Parameter groups: ``tlm`` (students + decoder + prompt encoder, Adam) and ``fa_res`` / ``fa_head`` (SGD)."""
@@ -75,19 +68,24 @@ class STLM(nn.Module):
         return plain, denoise
 
     def maps(self, plain: list[torch.Tensor], denoise: list[torch.Tensor]) -> dict[str, torch.Tensor | None]:
-        """``{"tlm_map", "fa_map", "fa_logits"}``, each (B, 1, h, w) (FA entries ``None`` without FA)."""
-        tlm = torch.ones_like(plain[0][:, :1])
+        """``{"wo_fa_map", "fa_map", "fa_logits"}``, each (B, 1, h, w) (FA entries ``None`` without FA)."""
+        wo_fa = torch.ones_like(plain[0][:, :1])
         for p, d in zip(plain, denoise):
-            tlm = tlm * cosine_distance(p, d)
+            wo_fa = wo_fa * cosine_distance(p, d)
         fa = logits = None
         if self.fa is not None:
             fa_input = torch.cat([-l2_normalise(p) * l2_normalise(d) for p, d in zip(plain, denoise)], dim=1)
             logits = self.fa.logits(fa_input)
             fa = torch.sigmoid(logits)
-        return {"tlm_map": tlm, "fa_map": fa, "fa_logits": logits}
+        return {"wo_fa_map": wo_fa, "fa_map": fa, "fa_logits": logits}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
         return self.maps(*self.streams(x))
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """The state to checkpoint: everything but a frozen teacher standing in for the plain stream (it is
+        rebuilt from its own weights)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("plain_teacher.")}
 
 
 def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
@@ -117,27 +115,3 @@ def parameter_counts(model: STLM) -> dict[str, int]:
         counts["teacher_as_plain_stream"] = count(model.plain_teacher)
     counts["total"] = sum(counts.values())
     return counts
-
-
-def weights_paths(config: StlmConfig, require: bool) -> dict[str, Path | None]:
-    """Local official checkpoints the config uses: ``teacher`` (SAM) and ``mobile_sam``.
-
-    ``require=True`` (training in the ``paper`` profile) raises :class:`WeightsError` naming the download
-    command when a file is missing; otherwise a missing file gives ``None`` (random init, recorded as such).
-    MobileSAM-encoder student initialisation always requires ``mobile_sam.pt``.
-    """
-    from stlm_core.weights import REGISTRY, find_weights, require_weights
-
-    def lookup(name: str, purpose: str, required: bool) -> Path | None:
-        return require_weights(name, purpose) if required else find_weights(name)
-
-    paths: dict[str, Path | None] = {"teacher": None, "mobile_sam": None}
-    teacher_name = f"sam_{config.teacher}"
-    if teacher_name in REGISTRY:  # vit_h, vit_b (vit_l has no registry entry: random init)
-        paths["teacher"] = lookup(teacher_name, f"the STLM {config.teacher} teacher ({config.profile} profile)", require)
-    standard_decoder = (config.decoder_depth, config.decoder_mlp_dim, config.decoder_heads) == (2, 2048, 8)
-    if config.decoder_weights and standard_decoder:
-        paths["mobile_sam"] = lookup("mobile_sam", f"the STLM shared decoder ({config.profile} profile)", require)
-    if config.student_init == "mobilesam":
-        paths["mobile_sam"] = lookup("mobile_sam", "student initialisation from the MobileSAM encoder", True)
-    return paths

@@ -1,4 +1,4 @@
-"""Feature-aggregation (FA) head: DeSTSeg's ``SegmentationNet`` (spec section 2).
+"""Feature-aggregation (FA) head: DeSTSeg's ``SegmentationNet``.
 
 Hand-written because no installed library provides it (DeSTSeg is not a package). Input: the
 concatenated negated products of the normalised stream features, (B, 256 * levels, h, w). Output: an anomaly
@@ -9,7 +9,7 @@ probability map (B, 1, h, w) in [0, 1] (sigmoid).
 - ``head``: ASPP(c -> c; branches: global-average-pool -> 1x1-BN-ReLU (upsampled), 1x1-BN-ReLU,
   3x3 dilation-3-BN-ReLU; concat 3c -> 3x3-BN-ReLU c) -> 3x3 conv (no bias)-BN-ReLU -> 1x1 conv c -> 1 (bias).
 
-With 512 inputs and c = 128 it has 1,870,465 parameters (the spec's count).
+With 512 inputs and c = 128 it has 1,870,465 parameters.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Baseline anomaly detectors run on the same data and metrics as STLM (PatchCore)."""

@@ -1,0 +1,1 @@
+"""Reusable network building blocks (backbones and feature extractors) shared by the methods."""
