@@ -98,8 +98,8 @@ def build_backbone(name: str, *, seed: int = 0) -> nn.Module:
 # ---- coreset ---------------------------------------------------------------------------------------------------
 
 
-def greedy_coreset(features: torch.Tensor, n: int, *, projection_dim: int | None = 128, seed: int = 0,
-                   chunk: int = 1 << 16) -> torch.Tensor:
+def greedy_coreset(features: torch.Tensor, n: int, *, projection_dim: int | None = 128,
+                   seed: int = 0) -> torch.Tensor:
     """Indices (n,) of a greedy approximate k-center coreset of ``features`` (N, D).
 
     Starting from one random point, repeatedly add the point farthest from the chosen set (the 2-approximation
@@ -117,15 +117,16 @@ def greedy_coreset(features: torch.Tensor, n: int, *, projection_dim: int | None
     start = int(torch.randint(total, (1,), generator=generator))
     sq_norms = x.square().sum(1)
     min_dist = torch.full((total,), float("inf"), device=x.device)
+    dist = torch.empty(total, device=x.device)
     chosen = torch.empty(n, dtype=torch.long)
     current = start
     for k in range(n):
         chosen[k] = current
-        c = x[current]
-        for lo in range(0, total, chunk):  # squared distances to the newest center: |x|^2 - 2 x.c + |c|^2
-            d = sq_norms[lo:lo + chunk] - 2.0 * (x[lo:lo + chunk] @ c) + sq_norms[current]
-            torch.minimum(min_dist[lo:lo + chunk], d.clamp_min_(0.0), out=min_dist[lo:lo + chunk])
-        min_dist[current] = -1.0  # never pick a chosen point again (guards against duplicate features)
+        # squared distances to the newest center: |x|^2 - 2 x.c + |c|^2 (one matrix-vector product)
+        torch.addmv(sq_norms, x, x[current], beta=1.0, alpha=-2.0, out=dist)
+        dist.add_(sq_norms[current])
+        torch.minimum(min_dist, dist, out=min_dist)
+        min_dist[current] = -math.inf  # never pick a chosen point again (even among duplicate features)
         current = int(torch.argmax(min_dist))
     return chosen
 

@@ -66,7 +66,7 @@ def pretrained_weights_file(variant: str) -> Path:
 
 @lru_cache(maxsize=None)
 def _file_sha256_cached(path: str) -> str:
-    from stlm_core.weights import file_sha256
+    from stlm_core.fileio import file_sha256  # the project's sha256 helper (re-exported by stlm_core.weights)
 
     return file_sha256(Path(path))
 
