@@ -6,7 +6,7 @@ Idempotent and atomic per category (see stlm_core.data.convert). `--help` lists 
 
 import sys
 
-from stlm_core.data_download_cli import convert_main
+from stlm_core.cli.download import convert_main
 
 if __name__ == "__main__":
     sys.exit(convert_main("dagm"))

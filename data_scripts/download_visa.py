@@ -6,7 +6,7 @@ Run `python data_scripts/download_visa.py --help` for the options.
 
 import sys
 
-from stlm_core.data_download_cli import dataset_download_main
+from stlm_core.cli.download import dataset_download_main
 
 if __name__ == "__main__":
     sys.exit(dataset_download_main("visa"))

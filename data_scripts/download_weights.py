@@ -6,7 +6,7 @@
 
 import sys
 
-from stlm_core.data_download_cli import weights_download_main
+from stlm_core.cli.download import weights_download_main
 
 if __name__ == "__main__":
     sys.exit(weights_download_main())

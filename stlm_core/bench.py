@@ -1,4 +1,4 @@
-"""Model benchmark harness: parameter counts, latency and peak memory (issue 3, item 6).
+"""Model benchmark harness: parameter counts, latency and peak memory.
 
 Conventions: latency in milliseconds (wall clock, ``time.perf_counter``), memory in MiB (2**20 bytes).
 CPU peak memory is the process's peak resident set size (``VmHWM``); on Linux it can be reset with

@@ -3,7 +3,7 @@
 The registry holds one cell per entry: ``paper, table, dataset, category, row, column, value, unit, kind,
 source, note``. ``value`` is in ``unit`` (``"%"`` for metrics, as the papers print them) or ``None`` when the
 cell is unknown; unknown values render as ``"n/a"`` and are never filled with guesses. Reproduced metrics
-(``metrics.json``, :func:`stlm_core.results.load_runs`) are fractions in [0, 1]; :func:`compare_with_paper`
+(``metrics.json``, :func:`stlm_core.runs.load_runs`) are fractions in [0, 1]; :func:`compare_with_paper`
 converts them to the registry's unit before taking ``delta = reproduced - paper``.
 """
 
@@ -114,7 +114,7 @@ def compare_with_paper(reproduced, *, paper: str, table: str, row: str, dataset:
 
     Args:
         reproduced: a ``pandas.DataFrame`` with columns ``dataset``, ``category`` and metric columns (e.g. the
-            output of :func:`stlm_core.results.load_runs`, filtered to one method/config: at most one row per
+            output of :func:`stlm_core.runs.load_runs`, filtered to one method/config: at most one row per
             dataset and category).
         paper, table, row: which registry cells to compare with (e.g. ``"stlm", "STLM-T1", "STLM"``).
         dataset: restrict to one dataset.
@@ -143,7 +143,7 @@ def compare_with_paper(reproduced, *, paper: str, table: str, row: str, dataset:
     rep = reproduced.copy()
     for col in ("dataset", "category"):
         if col not in rep.columns:
-            raise StlmError(f"the reproduced table needs a {col!r} column (as from stlm_core.results.load_runs).")
+            raise StlmError(f"the reproduced table needs a {col!r} column (as from stlm_core.runs.load_runs).")
     if dataset is not None:
         rep = rep[rep["dataset"] == dataset]
     if rep.duplicated(["dataset", "category"]).any():
@@ -203,3 +203,15 @@ def render_comparison(comparison, digits: int = 2):
     wide = wide.reindex(columns=pd.MultiIndex.from_product([metrics, ["paper", "reproduced", "delta"]]))
     rows = sorted(wide.index, key=lambda key: (key[0], key[1] == "mean", key[1]))  # "mean" last per dataset
     return wide.reindex(rows).fillna(NA)
+
+
+# Which table of each paper reports which dataset (the papers' per-dataset results tables).
+PAPER_TABLES: dict[str, dict[str, str]] = {
+    "stlm": {"mvtec": "STLM-T1", "visa": "STLM-T3", "dagm": "STLM-T4"},
+    "clipsam": {"mvtec": "CS-T1", "visa": "CS-T1"},
+}
+
+
+def paper_table_for(paper: str, dataset: str) -> str | None:
+    """The id of ``paper``'s results table for ``dataset`` (``None``: the paper reports nothing on it)."""
+    return PAPER_TABLES.get(paper, {}).get(dataset)

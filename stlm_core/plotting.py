@@ -103,29 +103,85 @@ def anomaly_map_grid(rows: list[dict], map_names: list[str], thumb: float = 1.8,
     return fig
 
 
-def load_test_examples(maps_file: str | Path, map_keys: dict[str, str], per_defect: int = 1,
-                       max_rows: int = 4) -> list[dict]:
-    """Rows for :func:`anomaly_map_grid` from a run's ``maps.npz``: per defect type, the ``per_defect`` defective
-    test images with the largest masks (at the evaluation size), at most ``max_rows`` in all. ``map_keys`` maps display names to array names in the file."""
-    from stlm_core.data.imageio import read_rgb
-    from stlm_core.data.transforms import resize_image, resize_mask
+def scale_points(xy, from_shape: tuple[int, int], to_shape: tuple[int, int]) -> np.ndarray:
+    """Pixel points (N, 2) as (x, y) in an image of ``from_shape`` (H, W) -> the same points in a resized copy of
+    ``to_shape`` (h, w): x scales with the widths, y with the heights (images need not be square)."""
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    (height, width), (to_height, to_width) = from_shape, to_shape
+    return xy * np.array([to_width / width, to_height / height])
 
-    data = np.load(maps_file, allow_pickle=False)
-    masks, labels, paths = data["masks"], data["labels"], data["paths"]
+
+def prompt_marks(record: dict, to_shape: tuple[int, int], map_name: str) -> dict:
+    """The prompt points of one CLIP-SAM image record (``extras.json``: points in original pixels, ``shape`` =
+    the original (H, W)) as :func:`anomaly_map_grid` marks on a panel of ``to_shape``."""
+    components = record.get("components", [])
+    xy = [p for c in components for p in c["points"]]
+    labels = np.array([lab for c in components for lab in c["labels"]], dtype=int)
+    return {"map": map_name, "xy": scale_points(xy, tuple(record["shape"]), to_shape), "labels": labels}
+
+
+def test_examples(run_dir: str | Path, map_names: dict[str, str], per_defect: int = 1,
+                  max_rows: int = 4) -> list[dict]:
+    """Rows for :func:`anomaly_map_grid` from a run record: per defect type, the ``per_defect`` defective test
+    images with the largest masks (at the evaluation size), at most ``max_rows`` in all. ``map_names`` maps display
+    names to the run's map names (e.g. ``{"w/o FA": "wo_fa", "Ours (FA)": "fa"}``). Each row also carries
+    ``index`` (the image's index in the run) and, when the run has per-image records, ``record``."""
+    from stlm_core.data.imageio import read_rgb
+    from stlm_core.data.transforms import resize_image
+    from stlm_core.runs import load_maps
+
+    run = load_maps(run_dir)
+    masks = run.masks
     # Thin defects can vanish when masks are resized down to the evaluation size; show only visible ones.
-    labels = labels * (masks.reshape(len(masks), -1).max(1) > 0)
-    defects = data["defects"] if "defects" in data.files else np.array([Path(str(p)).parent.name for p in paths])
+    visible = np.asarray(run.labels) * (masks.reshape(len(masks), -1).max(1) > 0)
+    defects = np.asarray(run.defects)
     chosen: list[int] = []
-    for defect in sorted(set(defects[labels == 1].tolist())):
-        idx = np.flatnonzero((defects == defect) & (labels == 1))
+    for defect in sorted(set(defects[visible == 1].tolist())):
+        idx = np.flatnonzero((defects == defect) & (visible == 1))
         chosen += idx[np.argsort(-masks[idx].reshape(len(idx), -1).sum(1))][:per_defect].tolist()
     rows = []
     for i in chosen[:max_rows]:
-        size = masks.shape[-1]
-        image = resize_image(read_rgb(Path(str(paths[i]))), size)
-        row = {"image": image, "mask": resize_mask(masks[i], size), "title": f"{defects[i]} ({Path(str(paths[i])).name})",
-               "index": int(i)}
-        for name, key in map_keys.items():
-            row[name] = np.asarray(data[key][i], dtype=np.float32)
+        path = Path(str(run.paths[i]))
+        image = resize_image(read_rgb(path), masks.shape[-1])
+        row = {"image": image, "mask": masks[i], "title": f"{defects[i]} ({path.name})", "index": int(i)}
+        if run.records is not None:
+            row["record"] = run.records[i]
+        for display, name in map_names.items():
+            row[display] = np.asarray(run.maps[name][i], dtype=np.float32)
         rows.append(row)
     return rows
+
+
+def loss_curves(run_dirs: dict[str, str | Path], terms: tuple[str, ...] = ("loss", "plain", "denoise", "focal", "l1"),
+                width: float = 3.2) -> Figure:
+    """One panel per run (title = key): each loss term of ``losses.jsonl`` against the optimisation step."""
+    from stlm_core.runs import read_losses
+
+    fig = Figure(figsize=(width * len(run_dirs), 2.6), layout="constrained")
+    axes = fig.subplots(1, len(run_dirs), squeeze=False, sharey=True)[0]
+    for ax, (title, run_dir) in zip(axes, run_dirs.items()):
+        log = read_losses(run_dir)
+        for term in terms:
+            if term in log:
+                ax.plot(log["step"], log[term], lw=1, label=term)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+def speed_accuracy_scatter(points, x: str, y: str, size: str | None = None, label: str = "method",
+                           xlabel: str = "", ylabel: str = "", title: str = "") -> Figure:
+    """STLM Fig. 1 style: one circle per row of ``points`` (a DataFrame) at (x, y), area proportional to
+    ``size`` where known; rows without a size are drawn hollow at a fixed size."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    for _, row in points.iterrows():
+        known = size is not None and row.get(size) == row.get(size) and row.get(size) is not None
+        ax.scatter(row[x], row[y], s=(float(row[size]) * 8 if known else 120),
+                   facecolors=("tab:blue" if known else "none"), edgecolors="tab:blue", alpha=0.6)
+        ax.annotate(str(row[label]), (row[x], row[y]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title, fontsize=10)
+    return fig

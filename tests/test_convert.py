@@ -8,7 +8,7 @@ from PIL import Image
 
 from stlm_core.data import list_categories, open_dataset
 from stlm_core.data.convert import convert_dagm, convert_visa
-from stlm_core.data_download_cli import convert_main
+from stlm_core.cli.download import convert_main
 from stlm_core.errors import DatasetError
 from test_data_dagm import write_dagm_native
 from test_data_visa import write_visa_native

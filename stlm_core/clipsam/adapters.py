@@ -1,4 +1,4 @@
-"""APRIL-GAN linear adapters (spec 1.1, [B]): training with focal + dice loss, save and load.
+"""APRIL-GAN linear adapters: training with focal + dice loss, save and load.
 
 One ``Linear(width -> embed_dim)`` per tapped CLIP block maps raw residual-stream patch tokens to the joint
 space (tokens are L2-normalised afterwards, in :func:`~stlm_core.clipsam.clip_localiser.layer_probabilities`).
@@ -153,13 +153,12 @@ def train_adapters(
 
 
 def save_adapters(path: str | Path, adapters: LinearAdapters, meta: dict) -> Path:
-    """Write adapters + metadata (must include ``trained_on``) with ``torch.save``."""
+    """Write adapters + metadata (must include ``trained_on``) atomically with ``torch.save``."""
     if "trained_on" not in meta:
         raise ValueError("adapter metadata must name the dataset they were trained on ('trained_on')")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT, "state_dict": adapters.state_dict(), "meta": meta}, path)
-    return path
+    from stlm_core.fileio import atomic_torch_save
+
+    return atomic_torch_save({"format": FORMAT, "state_dict": adapters.state_dict(), "meta": meta}, path)
 
 
 def load_adapters(path: str | Path, backbone: ClipBackbone | None = None) -> tuple[LinearAdapters, dict]:

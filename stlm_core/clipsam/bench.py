@@ -1,4 +1,4 @@
-"""Time per image of each CLIP-SAM stage on this device (issue 5, item 8; spec experiment CS-E9).
+"""Time per image of each CLIP-SAM stage on this device.
 
 Models are randomly initialised (timing only: cost does not depend on the weights) and the bench never looks for
 checkpoints. The CLIP stage includes adapters (random) and the upsampled map; text features are cached after the
@@ -56,13 +56,13 @@ def bench_clipsam(profile: str, image_size: int | None = None, runs: int = 3, wa
     from stlm_core.bench import count_parameters, environment_info, measure_latency, peak_memory_mb, reset_peak_memory
     from stlm_core.clipsam.adapters import LinearAdapters
     from stlm_core.clipsam.clip_localiser import AdapterLocaliser, build_clip
-    from stlm_core.clipsam.config import get_config
+    from stlm_core.clipsam.config import ClipSamConfig
     from stlm_core.clipsam.cps import run_cascade
     from stlm_core.clipsam.pipeline import ClipSamPipeline
     from stlm_core.clipsam.ppg import generate_prompts, sam_similarity_fn
     from stlm_core.clipsam.sam_backend import build_sam
 
-    config = get_config(profile)
+    config = ClipSamConfig.from_profile(profile)
     size = int(image_size or config.sam_image_size)
     torch.manual_seed(seed)
     reset_peak_memory(device)

@@ -1,10 +1,10 @@
-"""Stage A: the CLIP anomaly map Map_a (spec 1.1).
+"""Stage A: the CLIP anomaly map Map_a .
 
 Conventions: images enter as uint8 (H, W, 3) RGB and are squashed (no crop) to ``clip_image_size`` squared with
 bicubic resampling and OpenAI's mean/std. Patch tokens are taken from the residual stream after the blocks in
 ``config.clip_layers`` (1-indexed), class token dropped: a list of (B, L, width) tensors, L = grid**2.
 Per layer, ``logits = logit_scale * P . T`` (L, 2) -> (2, grid, grid) -> bilinear to the input size -> softmax; the
-abnormal channels are summed over layers, so ``Map_a`` is in [0, n_layers] (the spec's [0, 4] for 4 layers).
+abnormal channels are summed over layers, so ``Map_a`` is in [0, n_layers] ([0, 4] for 4 layers).
 
 Two localisers map tokens to the joint space ``P``:
 - :class:`TrainingFreeLocaliser`: tokens through the final norm ``ln_post`` and projection ``proj`` (WinCLIP-style
@@ -28,32 +28,7 @@ from stlm_core.clipsam.config import ClipSamConfig
 from stlm_core.clipsam.prompts import encode_text_prompts
 from stlm_core.data.transforms import resize_image, to_tensor
 from stlm_core.errors import WeightsError
-from stlm_core.weights import find_weights, require_weights, weights_identity
-
-AUTO = "auto"
-
-
-def resolve_checkpoint(name: str | None, profile: str, checkpoint: str | Path | None = AUTO) -> Path | None:
-    """Checkpoint file to load: an explicit path, or the registry lookup of ``name``.
-
-    ``paper`` requires the official file (raises :class:`WeightsError` naming the download command);
-    ``cpu``/``smoke`` return ``None`` (random initialisation) when it is absent.
-    """
-    if checkpoint is not None and checkpoint != AUTO:
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise WeightsError(f"checkpoint file {path} does not exist; pass an existing file or omit it.")
-        return path
-    if checkpoint is None or name is None:
-        return None
-    if profile == "paper":
-        return require_weights(name, purpose=f"profile 'paper' ({name})")
-    return find_weights(name)
-
-
-def identity(name: str | None, fallback: str, path: Path | None) -> str:
-    """``random-init`` or ``<name>@<sha256>`` of the file actually loaded."""
-    return weights_identity(name or fallback, path)
+from stlm_core.weights import AUTO, resolve_weights, weights_identity
 
 
 def _is_torchscript_archive(path: Path) -> bool:
@@ -123,7 +98,8 @@ def build_clip(
 
     import open_clip
 
-    path = resolve_checkpoint(config.clip_weights, config.profile, checkpoint)
+    path = resolve_weights(config.clip_weights, required=config.profile == "paper", path=checkpoint,
+                           purpose=f"the CLIP stage ({config.profile} profile)")
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # open_clip logs a warning for random init; we record it instead
     try:
@@ -143,7 +119,7 @@ def build_clip(
         logging.getLogger().setLevel(level)
     model = model.to(device).eval().requires_grad_(False)
     tokenizer = open_clip.get_tokenizer(config.clip_model)
-    weights = identity(config.clip_weights, f"clip-{config.clip_model}", path)
+    weights = weights_identity(config.clip_weights or f"clip-{config.clip_model}", path)
     return ClipBackbone(model, tokenizer, config, weights, torch.device(device))
 
 
@@ -202,6 +178,10 @@ class AdapterLocaliser:
     def project(self, backbone: ClipBackbone, tokens: list[torch.Tensor]) -> list[torch.Tensor]:
         with torch.no_grad():
             return self.adapters(tokens)
+
+
+# name -> localiser class; ``config.localiser`` picks one (``adapters`` needs an adapter file).
+localiser_registry: dict[str, type] = {"training_free": TrainingFreeLocaliser, "adapters": AdapterLocaliser}
 
 
 @torch.no_grad()

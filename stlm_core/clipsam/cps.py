@@ -1,4 +1,4 @@
-"""CPS: cascaded prompts for SAM (spec 1.3), on one image embedding (only the mask decoder is re-run).
+"""CPS: cascaded prompts for SAM, on one image embedding (only the mask decoder is re-run).
 
 | stage | prompts | output |
 |---|---|---|
@@ -69,7 +69,7 @@ def run_cascade(
     """Run 1-3 cascaded decoder calls with point prompts ``points`` (n, 2) (x, y) original pixels and ``labels``.
 
     ``fallback`` (single-mask mode only): when a call returns an empty mask, repeat it with three masks and keep the
-    one with the highest predicted IoU (spec 5: "single mask with fallback to highest-IoU").
+    one with the highest predicted IoU.
     """
     if not 1 <= stages <= 3:
         raise ValueError(f"stages must be 1, 2 or 3, got {stages}")

@@ -1,16 +1,16 @@
-"""Final anomaly map and image score (spec 1.4).
+"""Final anomaly map and image score.
 
 ``m`` = Map_a / n_layers in [0, 1] at the original size; ``L3`` = the final CPS logits at the same size (the union
 over components = pixel-wise max of their logits).
 
 | fusion | A | empty S_a (no SAM call) |
 |---|---|---|
-| ``default`` [D] | w * m + (1 - w) * m * sigmoid(L3), w = 0.5 | w * m |
+| ``default`` | w * m + (1 - w) * m * sigmoid(L3), w = 0.5 | w * m |
 | ``sam`` | sigmoid(L3) (pure SAM) | 0 |
 | ``additive`` | m + 1[L3 > 0] (ClipSAM-like) | m |
 
 The empty-S_a column is each rule with SAM's mask set to empty (sigmoid -> 0), so maps stay on one scale across
-images; for ``default`` it is the spec's 0.5 * Map_a. There is deliberately no top-q % fallback.
+images; for ``default`` it is 0.5 * Map_a. There is deliberately no top-q % fallback.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""The CLIP-SAM cascade on images and datasets (spec 1): CLIP map -> PPG -> CPS -> fusion.
+"""The CLIP-SAM cascade on images and datasets: CLIP map -> PPG -> CPS -> fusion.
 
 Per image (uint8 (H, W, 3) RGB, any size):
 
 1. Map_a at ``clip_image_size`` (CLIP stage), upsampled bilinearly to (H, W) and divided by the number of layers
    -> ``clip_map`` in [0, 1].
-2. If S_a = 1[clip_map >= tau] is empty: no SAM call; the final map is the fusion's empty rule (spec 1.4).
+2. If S_a = 1[clip_map >= tau] is empty: no SAM call; the final map is the fusion's empty rule.
 3. Otherwise SAM encodes the image once; PPG gives prompt sets (per component of S_a by default); each runs the
    CPS cascade; the final logits are the pixel-wise max over components (union of masks); fusion gives the map.
 
@@ -22,15 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stlm_core.clipsam.clip_localiser import (
-    AUTO, AdapterLocaliser, ClipBackbone, TrainingFreeLocaliser, build_clip, clip_anomaly_maps,
-)
+from stlm_core.clipsam.clip_localiser import ClipBackbone, build_clip, clip_anomaly_maps, localiser_registry
 from stlm_core.clipsam.config import ClipSamConfig
 from stlm_core.clipsam.cps import CascadeResult, run_cascade
 from stlm_core.clipsam.fusion import fuse, image_score
 from stlm_core.clipsam.ppg import PromptSet, generate_prompts, sam_similarity_fn
 from stlm_core.clipsam.sam_backend import SamBackend, build_sam
 from stlm_core.data.transforms import resize_mask
+from stlm_core.weights import AUTO
 
 STAGES = ("clip", "sam_encoder", "ppg", "cps")
 
@@ -97,10 +96,10 @@ class ClipSamPipeline:
         clip = build_clip(config, clip_checkpoint, device)
         if adapters is not None:
             module, meta = load_adapters(adapters, clip)
-            localiser = AdapterLocaliser(module, meta.get("trained_on"), str(adapters))
+            localiser = localiser_registry["adapters"](module, meta.get("trained_on"), str(adapters))
             localiser.meta = meta
         else:
-            localiser = TrainingFreeLocaliser()
+            localiser = localiser_registry["training_free"]()
         sam = build_sam(config, sam_checkpoint, device)
         return cls(config, clip, localiser, sam)
 

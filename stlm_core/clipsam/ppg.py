@@ -1,4 +1,4 @@
-"""PPG: co-feature point prompt generation (spec 1.2, equations (1)-(7)).
+"""PPG: co-feature point prompt generation (the paper's equations (1)-(7)).
 
 Conventions: ``map_norm`` is Map_a / n_layers in [0, 1], shape (H, W) = the original image; points are (x, y) in
 original-image pixels (column, row), float; labels 1 (positive) / 0 (negative).
@@ -93,7 +93,7 @@ def components(s_a: np.ndarray, score: np.ndarray, max_components: int) -> list[
 
 def generate_prompts(map_norm: np.ndarray, similarity_fn: SimilarityFn, config: ClipSamConfig) -> list[PromptSet]:
     """PPG on one image: a list of prompt sets (one per component of S_a, or one for all of S_a); empty list if
-    S_a is empty (the caller then skips SAM, spec 1.4)."""
+    S_a is empty (the caller then skips SAM)."""
     map_norm = np.asarray(map_norm, dtype=np.float32)
     s_a = extreme_region(map_norm, config.tau)
     if not s_a.any():

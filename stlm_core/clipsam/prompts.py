@@ -1,4 +1,4 @@
-"""Text prompt ensemble of APRIL-GAN (spec 1.1, [B]): state words x templates, per class name.
+"""Text prompt ensemble of APRIL-GAN: state words x templates, per class name.
 
 For each class name and state (normal, abnormal) every sentence ``template.format(state.format(name))`` is encoded,
 L2-normalised, averaged and L2-normalised again, giving ``T`` of shape (embed_dim, 2): column 0 normal, 1 abnormal.

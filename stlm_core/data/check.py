@@ -74,3 +74,18 @@ def format_report(report: dict) -> str:
         lines.append("problems:")
         lines += [f"  {p['category']}/{p['split']}: {p['path']}: {p['problem']}; {p['fix']}" for p in problems]
     return "\n".join(lines)
+
+
+def counts_table(report: dict):
+    """A ``check_dataset`` report as a ``pandas.DataFrame``: one row per category, columns ``train (normal)``,
+    ``test: <defect>`` per defect type, ``test total`` and ``masks``."""
+    import pandas as pd
+
+    rows = []
+    for category, counts in report["categories"].items():
+        row = {"category": category, "train (normal)": counts["train"]}
+        row.update({f"test: {defect}": n for defect, n in counts["test"].items()})
+        row["test total"] = sum(counts["test"].values())
+        row["masks"] = counts["masks"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("category").fillna(0).astype(int)

@@ -3,7 +3,7 @@
 The data are synthetic (labelled as such in the output): ``n_images`` float32 anomaly maps of ``size`` squared
 with about ``n_regions`` ground-truth regions of varied size and shape (blobs with radii from 3 % to 30 % of
 the side, thin scratches) on ~70 % of the images, and maps = smooth noise + a blurred, partly detected
-signal. The target (issue 3): 83 images at 1024 px, all pixel metrics together in <= 10 s and <= 6 GiB peak
+signal. The target: 83 images at 1024 px, all pixel metrics together in <= 10 s and <= 6 GiB peak
 memory on 2 cores. Peak memory is the process's peak resident set size during the computation (inputs
 included), reset just before it (Linux ``/proc/self/clear_refs``).
 """

@@ -1,4 +1,4 @@
-"""Inference cost of STLM on this device: parameters per module and batch-1 latency (spec 6.6).
+"""Inference cost of STLM on this device: parameters per module and batch-1 latency.
 
 Timed: students + shared decoder + FA head (+ the w/o-FA map), fp32, batch 1, under ``torch.inference_mode``,
 after warm-up; the teacher (training only), data loading and upsampling to the evaluation size are excluded.
@@ -21,17 +21,18 @@ def bench_stlm(profile: str, image_size: int | None = None, runs: int = 10, warm
     import torch
 
     from stlm_core.bench import environment_info, peak_memory_mb, reset_peak_memory, measure_latency
-    from stlm_core.stlm.config import profile_config
-    from stlm_core.stlm.model import STLM, parameter_counts
+    from stlm_core.stlm.build import build_stlm
+    from stlm_core.stlm.config import StlmConfig
+    from stlm_core.stlm.model import parameter_counts
 
     overrides: dict[str, Any] = {}
     if image_size is not None:
         overrides["image_size"] = overrides["eval_size"] = image_size
         if image_size != 1024:
             overrides["teacher"] = "reduced"  # the teacher is not built; only its registry size check matters
-    config = profile_config(profile, **overrides)
+    config = StlmConfig.from_profile(profile, **overrides)
     torch.manual_seed(config.seed)
-    model = STLM(config).to(device).eval()
+    model = build_stlm(config).to(device).eval()
     x = torch.randn(1, 3, config.image_size, config.image_size, device=device)
 
     def step():

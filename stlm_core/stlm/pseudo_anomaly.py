@@ -1,4 +1,4 @@
-"""Pseudo-anomalies for STLM training (spec section 3; DRAEM-style Perlin masks).
+"""Pseudo-anomalies for STLM training (DRAEM-style Perlin masks).
 
 All randomness comes from one ``numpy.random.Generator`` passed in by the caller, so a training run is
 reproducible from its seed and resumable from the generator state stored in its checkpoint.
@@ -63,7 +63,7 @@ def rotate(image: np.ndarray, angle: float, fill: float | tuple = 0, interpolati
 
 
 def perlin_mask(size: int, rng: np.random.Generator, max_exp: int = 6, threshold: float = 0.5) -> np.ndarray:
-    """Binary Perlin mask (size, size) float32 in {0, 1} (spec section 3)."""
+    """Binary Perlin mask (size, size) float32 in {0, 1}."""
     sy, sx = 2 ** int(rng.integers(0, max_exp)), 2 ** int(rng.integers(0, max_exp))
     noise = perlin_noise((size, size), (sy, sx), rng)
     noise = rotate(noise, float(rng.uniform(-90, 90)))

@@ -45,7 +45,7 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser, with_name: bool = Tr
 
 
 def add_download_parser(data_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``download`` to the ``stlm data`` subcommands (called by ``stlm_core.data.cli``)."""
+    """Add ``download`` to the ``stlm data`` subcommands (called by :mod:`stlm_core.cli.data`)."""
     parser = data_subparsers.add_parser(
         "download", help="download + verify (sha256) + unpack a public dataset (VisA/DAGM also converted)",
         description="Download a public dataset, verify its sha256 (where the official checksum is known; otherwise "

@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from stlm_core.config import PROFILE_HELP, PROFILES, check_profile
+from stlm_core.configs import PROFILE_HELP, PROFILES, check_profile
 from stlm_core.errors import StlmError
 
 
@@ -114,7 +114,7 @@ def _bench_model(args) -> int:
 
 
 def _to_json(result: dict) -> str:
-    from stlm_core.results import to_jsonable
+    from stlm_core.fileio import to_jsonable
 
     return json.dumps(to_jsonable(result), indent=2)
 

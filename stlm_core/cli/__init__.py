@@ -1,7 +1,9 @@
 """The ``stlm`` command (also ``python -m stlm_core``).
 
-Each subcommand lives in its own light module (no torch import at module level) that exposes
-``register(subparsers)``; this file only lists them. User-fixable problems raise
+Each group of subcommands lives in its own light module of this package (no torch import at module level) that
+exposes ``register(subparsers)``: ``data`` (synthetic data, checks), ``download`` (datasets and weights),
+``stlm`` (train, evaluate), ``clipsam`` (zeroshot, adapters), ``bench``. This file only lists them. The handlers
+are thin: they build a config with ``from_profile`` and call the library's entry points. User-fixable problems raise
 :class:`stlm_core.errors.StlmError` and are printed as ``error: <message>`` with exit status 2.
 """
 
@@ -17,11 +19,11 @@ from stlm_core.errors import StlmError
 
 # Modules that register subcommands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
-    "stlm_core.data.cli",
-    "stlm_core.data_download_cli",
-    "stlm_core.clipsam.cli",
-    "stlm_core.bench_cli",
-    "stlm_core.stlm.cli",
+    "stlm_core.cli.data",
+    "stlm_core.cli.download",
+    "stlm_core.cli.stlm",
+    "stlm_core.cli.clipsam",
+    "stlm_core.cli.bench",
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-DATASET_CHOICES = ("mvtec", "visa", "dagm", "loco", "synthetic")
+from stlm_core.data.registry import DATASET_NAMES
 
 
 def _synthetic(args: argparse.Namespace) -> int:
@@ -47,8 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "check", help="validate a dataset root and print per-category counts",
         description="Validate a dataset root (layout, masks present, mask size = image size, readable headers) and "
                     "print per-category counts: normal training images, test images per defect type, and test "
-                    "images with masks. Exits with status 2 and a message naming the file on the first problem.")
-    chk.add_argument("--dataset", required=True, choices=DATASET_CHOICES, help="dataset layout")
+                    "images with masks. Reports every problem found (empty category folders, a test split without defects, "
+                    "missing or wrong-size masks), each naming the file and the fix, and then exits with status 2.")
+    chk.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="dataset layout")
     chk.add_argument("--root", required=True, help="dataset root folder")
     chk.add_argument("--category", action="append", help="check only this category (repeatable)")
     chk.add_argument("--deep", action="store_true", help="decode every image fully (slow; finds truncated files)")
@@ -56,6 +57,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help='print one JSON object {"dataset", "root", "categories": {cat: {"train", "test", "masks"}}}')
     chk.set_defaults(func=_check)
 
-    from stlm_core.data_download_cli import add_download_parser  # `stlm data download` lives with the download code
+    from stlm_core.cli.download import add_download_parser  # `stlm data download` lives with the download code
 
     add_download_parser(data_sub)

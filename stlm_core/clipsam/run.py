@@ -1,0 +1,159 @@
+"""Run the zero-shot CLIP-SAM cascade on one category, and train the CLIP stage's adapters.
+
+Entry points: :func:`run` (``stlm zeroshot``; the same shape as :func:`stlm_core.stlm.train`) and
+:func:`train_adapters_file` (``stlm zeroshot-adapters train``). A run records two maps: ``cascade`` (the primary
+map: CLIP + PPG + CPS + fusion) and ``clip`` (the CLIP stage alone), and per image the prompt points
+(``extras.json``; points in original-image pixels (x, y), with the image's (H, W) as ``shape``).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stlm_core.clipsam.config import ClipSamConfig
+from stlm_core.data.spec import DataSpec
+from stlm_core.errors import StlmError
+from stlm_core.fileio import atomic_write_json, file_sha256
+from stlm_core import runs
+from stlm_core.runs import (DATA_FILE, RunMaps, clear_results, make_provenance, mark_finished, prepare_run_dir,
+                            run_dir_for, run_lock, run_record, score_maps, write_metrics)
+from stlm_core.runtime import resolve_device
+from stlm_core.weights import AUTO
+
+
+def adapters_identity(adapters: str | Path | None) -> dict | None:
+    if adapters is None:
+        return None
+    import torch as _torch
+
+    path = Path(adapters)
+    if not path.is_file():
+        raise StlmError(f"adapter file {path} does not exist; train one with 'stlm zeroshot-adapters train'.")
+    meta = _torch.load(path, map_location="cpu", weights_only=False).get("meta", {})
+    return {"file": str(path.resolve()), "sha256": file_sha256(path), "trained_on": meta.get("trained_on"),
+            "categories": meta.get("categories"), "epochs": meta.get("epochs")}
+
+
+def effective_config(config: ClipSamConfig, adapters: str | Path | None) -> ClipSamConfig:
+    """The localiser actually used: ``adapters`` with an adapter file, else ``training_free`` (with a warning
+    when the config asked for adapters)."""
+    if adapters is not None:
+        return config.replace(localiser="adapters")
+    if config.localiser == "adapters":
+        warnings.warn("no adapter file given: the CLIP stage uses the training-free (WinCLIP-style) localiser, not "
+                      "APRIL-GAN adapters ('stlm zeroshot-adapters train' on another dataset makes them).",
+                      stacklevel=3)
+    return config.replace(localiser="training_free")
+
+
+def clipsam_record(config: ClipSamConfig, data: DataSpec, adapters: dict | None,
+                   clip_checkpoint: str | Path | None = AUTO, sam_checkpoint: str | Path | None = AUTO) -> dict:
+    """The run record (what the run id hashes) of a CLIP-SAM run."""
+    from stlm_core.weights import resolve_weights, weights_identity
+
+    required = config.profile == "paper"
+    clip = resolve_weights(config.clip_weights, required=required, path=clip_checkpoint,
+                           purpose=f"the CLIP stage ({config.profile} profile)")
+    sam = resolve_weights(config.sam_weights, required=required, path=sam_checkpoint,
+                          purpose=f"the SAM stage ({config.profile} profile)")
+    weights = {"clip": weights_identity(config.clip_weights or "clip", clip),
+               "sam": weights_identity(config.sam_weights or "sam", sam),
+               "adapters": f"adapters@{adapters['sha256']}" if adapters else "none"}
+    return run_record("clipsam", config, data.identity(("test",)), weights, adapters=adapters)
+
+
+def run(config: ClipSamConfig, data: DataSpec, *, run_dir: str | Path | None = None, runs_dir: str | Path = "runs",
+        device: str = "auto", adapters: str | Path | None = None, clip_checkpoint: str | Path | None = AUTO,
+        sam_checkpoint: str | Path | None = AUTO, force: bool = False, save_maps: bool = True,
+        progress: bool = True) -> Path:
+    """Zero-shot segmentation of one category's test split; writes the run record and returns the run dir.
+
+    Args:
+        config: settings (``ClipSamConfig.from_profile``); ``localiser`` follows ``adapters``.
+        data: the category (``limit``: an evenly spaced subset of the test images).
+        run_dir: output folder; default ``runs_dir/clipsam/<dataset>/<category>/<run-id>``.
+        adapters: APRIL-GAN adapter file trained on ANOTHER dataset; ``None`` = training-free CLIP map.
+        clip_checkpoint, sam_checkpoint: ``"auto"`` = registry lookup; a file; ``None`` = random weights.
+        force: replace an existing run with a different configuration.
+    """
+    from stlm_core.clipsam.pipeline import ClipSamPipeline
+
+    device = resolve_device(device)
+    config = effective_config(config, adapters)
+    adapter_info = adapters_identity(adapters)
+    if adapter_info and adapter_info["trained_on"] == data.dataset:
+        warnings.warn(f"the adapters were trained on {data.dataset}, the dataset evaluated here: this is not the "
+                      "cross-dataset zero-shot protocol.", stacklevel=2)
+    samples = data.open("test")
+    if len(samples) == 0:
+        raise StlmError(f"no test images for category {data.category!r} under {data.root}.")
+    record = clipsam_record(config, data, adapter_info, clip_checkpoint, sam_checkpoint)
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(runs_dir, record)
+    with run_lock(run_dir):
+        prepare_run_dir(run_dir, record, force=force)
+        clear_results(run_dir)
+        atomic_write_json(run_dir / DATA_FILE, {"dataset": data.dataset, "root": str(data.root),
+                                                "category": data.category, "limit": data.limit})
+        torch.manual_seed(config.seed)
+        t_build = time.perf_counter()
+        pipe = ClipSamPipeline.build(config, adapters=adapters, clip_checkpoint=clip_checkpoint,
+                                     sam_checkpoint=sam_checkpoint, device=device)
+        build_s = time.perf_counter() - t_build
+        t_run = time.perf_counter()
+        result = pipe.run_dataset(samples, data.category, progress=progress)
+        run_s = time.perf_counter() - t_run
+        run_maps = RunMaps(primary="cascade", maps={"cascade": result["maps"], "clip": result["clip_maps"]},
+                           scores={"cascade": result["scores"], "clip": result["clip_scores"]},
+                           labels=result["labels"], masks=result["masks"],
+                           defects=np.array([s.defect for s in samples]), paths=np.asarray(result["paths"]),
+                           records=result["prompts"])
+        metrics = score_maps(run_maps)
+        stage_ms = {stage: float(np.mean(v)) if v else None for stage, v in result["timings_ms"].items()}
+        provenance = make_provenance(
+            profile=config.profile, device=device, weights={**pipe.weights, "adapters": record["weights"]["adapters"]},
+            dataset={"name": data.dataset, "category": data.category, "files": len(samples),
+                     "synthetic": data.dataset == "synthetic", "root": str(data.root)},
+            seed=config.seed, timings={"build_s": build_s, "infer_s": run_s}, method="clipsam",
+            localiser=pipe.localiser.name, adapters_trained_on=adapter_info and adapter_info["trained_on"],
+            cross_dataset=None if not adapter_info else adapter_info["trained_on"] != data.dataset,
+            images=len(samples), sam_calls=result["sam_calls"], stage_ms_mean=stage_ms,
+        )
+        if save_maps:
+            runs.save_maps(run_dir, run_maps)
+        write_metrics(run_dir, metrics, run_maps.primary, provenance)
+        mark_finished(run_dir)
+    return run_dir
+
+
+def train_adapters_file(config: ClipSamConfig, dataset: str, root: str | Path, out: str | Path, *,
+                        categories: list[str] | None = None, limit: int | None = None, epochs: int | None = None,
+                        device: str = "auto", clip_checkpoint: str | Path | None = AUTO,
+                        progress: bool = True) -> dict:
+    """Train APRIL-GAN adapters on the TEST split (images + masks) of ``dataset``; writes ``out`` (atomically).
+
+    Returns ``{"path", "history", "categories", "random_clip"}``.
+    """
+    from stlm_core.clipsam.adapters import adapter_meta, save_adapters, train_adapters
+    from stlm_core.clipsam.clip_localiser import build_clip
+    from stlm_core.data import list_categories
+
+    device = resolve_device(device)
+    categories = categories or list_categories(dataset, root)
+    datasets = [DataSpec(dataset, root, c, limit).open("test") for c in categories]
+    if not any(len(ds) for ds in datasets):
+        raise StlmError(f"no test images with masks under {root} for {categories}.")
+    torch.manual_seed(config.seed)
+    backbone = build_clip(config, clip_checkpoint, device)
+    t0 = time.perf_counter()
+    adapters, history = train_adapters(backbone, datasets, dataset, epochs=epochs, seed=config.seed,
+                                       progress=progress)
+    meta = adapter_meta(backbone, dataset, categories, history)
+    meta.update({"root": str(root), "seed": config.seed, "train_s": time.perf_counter() - t0, "limit": limit})
+    path = save_adapters(out, adapters, meta)
+    return {"path": path, "history": history, "categories": categories,
+            "random_clip": backbone.weights == "random-init"}
