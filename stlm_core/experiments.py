@@ -25,7 +25,7 @@ def stlm_run(dataset: str, root: str | Path, category: str, *, profile: str = "c
     """
     from stlm_core.stlm import StlmConfig, train
     from stlm_core.stlm.pseudo_anomaly import texture_source
-    from stlm_core.stlm.train import stlm_record
+    from stlm_core.stlm.training import stlm_record
 
     config = StlmConfig.from_profile(profile, **overrides)
     data = DataSpec(dataset, root, category, limit)
@@ -47,7 +47,7 @@ def clipsam_run(dataset: str, root: str | Path, category: str, *, profile: str =
     import warnings
 
     from stlm_core.clipsam import ClipSamConfig, run
-    from stlm_core.clipsam.run import adapters_identity, clipsam_record, effective_config
+    from stlm_core.clipsam.zeroshot import adapters_identity, clipsam_record, effective_config
 
     config = ClipSamConfig.from_profile(profile, **overrides)
     data = DataSpec(dataset, root, category, limit)

@@ -1,13 +1,20 @@
-"""Small helpers for the book: provenance banners shown on every page with synthetic data or random weights."""
+"""Helpers for the book's pages: provenance banners, metric tables and notes that interpret run records.
+
+Every page whose numbers come from synthetic data or random weights shows a visible banner
+(:func:`banner`); results tables come from run records (:func:`metrics_table`), never typed by hand.
+"""
 
 from __future__ import annotations
 
 import html
+from pathlib import Path
+from typing import Iterable
 
 BANNER_STYLE = (
     "border-left: 6px solid #d9822b; background: #fff4e5; padding: 0.6em 1em; margin: 0.5em 0 1em 0; "
     "font-weight: 600; color: #5c3b00;"
 )
+DEFAULT_COLUMNS = {"pixel_auroc": "pixel AUROC", "pixel_aupro": "AUPRO", "image_auroc": "image AUROC"}
 
 
 def banner_text(dataset: str, weights: str | None = None) -> str | None:
@@ -16,17 +23,62 @@ def banner_text(dataset: str, weights: str | None = None) -> str | None:
     if dataset == "synthetic":
         reasons.append("SYNTHETIC DATA: procedurally generated images, not a real inspection dataset")
     if weights is not None and weights == "random-init":
-        reasons.append("RANDOM WEIGHTS: models are randomly initialised, not the official checkpoints")
+        reasons.append("RANDOM WEIGHTS: some models are randomly initialised, not pretrained")
     if not reasons:
         return None
-    return "; ".join(reasons) + ". These numbers show that the pipeline runs; they are not the papers' results."
+    return "; ".join(reasons) + ". These numbers show what this setting does, not the papers' results."
 
 
-def banner(dataset: str, weights: str | None = None):
-    """An ``IPython.display.HTML`` banner (or a plain note when there is nothing to warn about)."""
+def banner(dataset: str, weights=None):
+    """An ``IPython.display.HTML`` banner (or a plain note when there is nothing to warn about).
+
+    ``weights``: ``"random-init"``, another identity string, or a ``load_runs`` frame (random if any run is).
+    """
     from IPython.display import HTML
 
+    if hasattr(weights, "columns"):
+        weights = "random-init" if bool(weights["random_init"].fillna(False).any()) else "pretrained"
     text = banner_text(dataset, weights)
     if text is None:
         return HTML(f"<p>Data: <b>{html.escape(dataset)}</b>; weights: <b>{html.escape(str(weights))}</b>.</p>")
     return HTML(f'<div class="stlm-banner" style="{BANNER_STYLE}">&#9888; {html.escape(text)}</div>')
+
+
+def metrics_table(runs, blocks: dict[str, str], columns: dict[str, str] | None = None):
+    """A per-category table in %, one column block per map: ``blocks`` maps a display name to a map name of the
+    runs (the primary map's metrics are the unprefixed columns, the others ``<map>.<metric>``). ``runs`` is a
+    ``load_runs`` frame indexed by category; a last row gives the mean and the number of categories behind it."""
+    import pandas as pd
+
+    columns = columns or DEFAULT_COLUMNS
+    parts = {}
+    for display, name in blocks.items():
+        primary = (runs["map"] == name).all()
+        source = list(columns) if primary else [f"{name}.{k}" for k in columns]
+        missing = [c for c in source if c not in runs]
+        if missing:
+            raise KeyError(f"the runs have no metrics for map {name!r} (missing {missing})")
+        parts[display] = runs[source].set_axis(list(columns.values()), axis=1).astype(float)
+    table = pd.concat(parts, axis=1) * 100
+    table.loc[f"mean ({len(runs)} categories)"] = table.mean()
+    return table.round(2)
+
+
+def localiser_note(run_dirs: Iterable[str | Path]):
+    """Which CLIP localiser the runs used (and on which dataset its adapters were trained), as HTML."""
+    from IPython.display import HTML
+
+    from stlm_core.runs import read_run
+
+    seen = set()
+    for run_dir in run_dirs:
+        prov = read_run(run_dir)["provenance"]
+        seen.add((prov.get("localiser"), prov.get("adapters_trained_on")))
+    lines = []
+    for localiser, trained_on in sorted(seen, key=str):
+        if localiser == "adapters":
+            lines.append(f"CLIP localiser: APRIL-GAN adapters trained on <b>{html.escape(str(trained_on))}</b>.")
+        else:
+            lines.append("CLIP localiser: <b>training-free</b> (WinCLIP-style patch/text similarity; no adapters "
+                         "were given, unlike the paper's setting).")
+    return HTML("<p>" + "<br>".join(lines) + "</p>")

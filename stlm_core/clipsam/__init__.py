@@ -9,7 +9,7 @@ Public entry point (the same shape as :func:`stlm_core.stlm.train`)::
 Modules: ``config`` (settings; values per profile in ``profiles.yaml``), ``prompts`` (text ensemble),
 ``clip_localiser`` (the CLIP map, localiser registry), ``adapters`` (APRIL-GAN adapters), ``sam_backend`` (frozen
 SAM), ``ppg`` (point prompts), ``cps`` (the cascade), ``fusion`` (final map, image score), ``pipeline`` (all of it
-per image / dataset), ``run`` (run records), ``bench`` (stage timings). Importing this package is light.
+per image / dataset), ``zeroshot`` (run records, adapters), ``bench`` (stage timings). Importing this package is light.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from stlm_core.clipsam.config import ClipSamConfig
 
 
 def run(config: ClipSamConfig, data: Any, **options: Any) -> Path:
-    """Run the cascade on one category; see :func:`stlm_core.clipsam.run.run`."""
-    from stlm_core.clipsam.run import run as _run
+    """Run the cascade on one category; see :func:`stlm_core.clipsam.zeroshot.run`."""
+    from stlm_core.clipsam.zeroshot import run as _run
 
     return _run(config, data, **options)
 
 
 def train_adapters(config: ClipSamConfig, dataset: str, root: str | Path, out: str | Path, **options: Any) -> dict:
-    """Train the CLIP stage's adapters; see :func:`stlm_core.clipsam.run.train_adapters_file`."""
-    from stlm_core.clipsam.run import train_adapters_file
+    """Train the CLIP stage's adapters; see :func:`stlm_core.clipsam.zeroshot.train_adapters_file`."""
+    from stlm_core.clipsam.zeroshot import train_adapters_file
 
     return train_adapters_file(config, dataset, root, out, **options)
 

@@ -48,10 +48,9 @@ class DatasetReader(ABC):
 def require_root(root: Path, dataset: str) -> Path:
     root = Path(root).expanduser()
     if not root.exists():
-        raise DatasetError(
-            f"dataset root {root} does not exist. Download the dataset with 'stlm data download {dataset} "
-            f"--root {root}' or pass the folder that holds it with --root."
-        )
+        make = (f"Generate it with 'stlm data synthetic {root}'" if dataset == "synthetic" else
+                f"Download the dataset with 'stlm data download {dataset} --root {root}'")
+        raise DatasetError(f"dataset root {root} does not exist. {make} or pass the folder that holds it with --root.")
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} is not a folder; pass the folder that holds the categories.")
     return root

@@ -7,8 +7,8 @@ Public entry points (the same shape as :func:`stlm_core.clipsam.run`)::
     run_dir = train(StlmConfig.from_profile("cpu"), DataSpec("mvtec", "data/mvtec", "bottle"))
 
 Modules: :mod:`.config` (settings; values per profile in ``profiles.yaml``), :mod:`.build` (config -> registry
-builders), :mod:`.model` (the inference model and its maps), :mod:`.pseudo_anomaly`, :mod:`.train`,
-:mod:`.evaluate`, :mod:`.checkpoint`, :mod:`.bench`. The network parts live in :mod:`stlm_core.modeling`.
+builders), :mod:`.model` (the inference model and its maps), :mod:`.pseudo_anomaly`, :mod:`.training`,
+:mod:`.evaluation`, :mod:`.checkpoint`, :mod:`.bench`. The network parts live in :mod:`stlm_core.modeling`.
 Importing this package is light; torch is imported when an entry point is first used.
 """
 
@@ -21,15 +21,15 @@ from stlm_core.stlm.config import StlmConfig
 
 
 def train(config: StlmConfig, data: Any, **options: Any) -> Path:
-    """Train (and evaluate) STLM on one category; see :func:`stlm_core.stlm.train.train`."""
-    from stlm_core.stlm.train import train as _train
+    """Train (and evaluate) STLM on one category; see :func:`stlm_core.stlm.training.train`."""
+    from stlm_core.stlm.training import train as _train
 
     return _train(config, data, **options)
 
 
 def evaluate(run_dir: str | Path, **options: Any) -> Path:
-    """Evaluate a trained run; see :func:`stlm_core.stlm.evaluate.evaluate`."""
-    from stlm_core.stlm.evaluate import evaluate as _evaluate
+    """Evaluate a trained run; see :func:`stlm_core.stlm.evaluation.evaluate`."""
+    from stlm_core.stlm.evaluation import evaluate as _evaluate
 
     return _evaluate(run_dir, **options)
 

@@ -247,7 +247,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
                 return run_dir
         if evaluate:
-            from stlm_core.stlm.evaluate import evaluate_locked
+            from stlm_core.stlm.evaluation import evaluate_locked
 
             evaluate_locked(run_dir, data, device=device, save_maps=save_maps, progress=progress)
     return run_dir
