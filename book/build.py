@@ -25,6 +25,9 @@ NOTEBOOKS = REPO / "notebooks"
 GENERATED = BOOK / "generated"
 
 
+BUILD_START = time.perf_counter()
+
+
 class ChapterFailed(RuntimeError):
     pass
 
@@ -38,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="root of the synthetic dataset (generated there if missing; default data/synthetic)")
     parser.add_argument("--profile", default="smoke", choices=("paper", "cpu", "smoke"),
                         help="profile passed to chapters that declare a `profile` parameter (default smoke)")
+    parser.add_argument("--runs-dir", type=Path, default=REPO / "runs",
+                        help="where run records are written and reused (default: runs/ in the repository)")
     parser.add_argument("--only", action="append", default=[], metavar="NOTEBOOK",
                         help="execute only these chapter notebooks (others keep their previous output)")
     parser.add_argument("--skip-execute", action="store_true", help="only render what book/generated/ holds")
@@ -99,7 +104,8 @@ def execute(chapter: dict, output: Path, parameters: dict) -> None:
             f"{exc.exec_count}): {exc.ename}: {exc.evalue}\n--- cell source ---\n{exc.source}\n"
             f"The partly executed notebook is {output}."
         ) from None
-    print(f"[book]   done in {time.perf_counter() - started:.1f} s", flush=True)
+    print(f"[book]   done in {time.perf_counter() - started:.1f} s ({time.perf_counter() - BUILD_START:.0f} s since "
+          "the build started)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             if chapter.get("per_dataset") else [(stem, {}, None)]
         for out_stem, params, suffix in runs:
             output = GENERATED / f"{out_stem}.ipynb"
-            params = {**chapter.get("params", {}), **params, "profile": args.profile}
+            params = {**chapter.get("params", {}), **params, "profile": args.profile,
+                      "runs_dir": str(args.runs_dir)}
             wanted = not args.only or chapter["notebook"] in args.only
             if not args.skip_execute and wanted:
                 try:

@@ -120,7 +120,7 @@ def prompt_marks(record: dict, to_shape: tuple[int, int], map_name: str) -> dict
     return {"map": map_name, "xy": scale_points(xy, tuple(record["shape"]), to_shape), "labels": labels}
 
 
-def test_examples(run_dir: str | Path, map_names: dict[str, str], per_defect: int = 1,
+def example_rows(run_dir: str | Path, map_names: dict[str, str], per_defect: int = 1,
                   max_rows: int = 4) -> list[dict]:
     """Rows for :func:`anomaly_map_grid` from a run record: per defect type, the ``per_defect`` defective test
     images with the largest masks (at the evaluation size), at most ``max_rows`` in all. ``map_names`` maps display

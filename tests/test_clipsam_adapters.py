@@ -12,7 +12,7 @@ from stlm_core.clipsam.adapters import (
     adapter_meta, dice_loss, focal_loss, load_adapters, save_adapters, train_adapters,
 )
 from stlm_core.clipsam.clip_localiser import build_clip
-from stlm_core.clipsam.config import get_config
+from stlm_core.clipsam.config import ClipSamConfig
 from stlm_core.errors import WeightsError
 
 
@@ -36,7 +36,7 @@ class SquaresSet(list):
 @pytest.fixture(scope="module")
 def backbone():
     torch.manual_seed(0)
-    return build_clip(get_config("smoke", adapter_lr=1e-2), checkpoint=None)
+    return build_clip(ClipSamConfig.from_profile("smoke", adapter_lr=1e-2), checkpoint=None)
 
 
 def test_losses_prefer_the_right_answer():
@@ -67,7 +67,7 @@ def test_save_load_round_trip_and_mismatch(backbone, tmp_path):
     with torch.no_grad():
         for a, b in zip(adapters(tokens), loaded(tokens)):
             torch.testing.assert_close(a, b)
-    other = build_clip(get_config("smoke", clip_layers=(2,)), checkpoint=None)
+    other = build_clip(ClipSamConfig.from_profile("smoke", clip_layers=(2,)), checkpoint=None)
     with pytest.raises(WeightsError, match="same --profile"):
         load_adapters(path, other)
     with pytest.raises(ValueError):

@@ -9,7 +9,7 @@ import torch
 from stlm_core.clipsam.clip_localiser import (
     TrainingFreeLocaliser, build_clip, clip_anomaly_maps, layer_probabilities,
 )
-from stlm_core.clipsam.config import get_config
+from stlm_core.clipsam.config import ClipSamConfig
 from stlm_core.clipsam.prompts import ABNORMAL_STATES, NORMAL_STATES, TEMPLATES, state_sentences
 from stlm_core.clipsam.sam_backend import build_sam, construct_sam
 from stlm_core.errors import WeightsError
@@ -18,7 +18,7 @@ from stlm_core.errors import WeightsError
 @pytest.fixture(scope="module")
 def smoke_clip():
     torch.manual_seed(0)
-    return build_clip(get_config("smoke"), checkpoint=None)
+    return build_clip(ClipSamConfig.from_profile("smoke"), checkpoint=None)
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_clip_checkpoint_round_trip(smoke_clip, tmp_path):
     path = tmp_path / "clip_smoke.pt"
     torch.save(smoke_clip.model.state_dict(), path)
     torch.manual_seed(123)                       # a different random init, overwritten by the file
-    loaded = build_clip(get_config("smoke"), checkpoint=path)
+    loaded = build_clip(ClipSamConfig.from_profile("smoke"), checkpoint=path)
     assert loaded.weights.startswith("clip-ViT-B-16@") and len(loaded.weights.split("@")[1]) == 64
     for (k, a), (_, b) in zip(smoke_clip.model.state_dict().items(), loaded.model.state_dict().items()):
         torch.testing.assert_close(a, b, msg=k)
@@ -75,12 +75,12 @@ def test_clip_checkpoint_round_trip(smoke_clip, tmp_path):
 def test_clip_checkpoint_with_other_image_size_resizes_pos_embedding(smoke_clip, tmp_path):
     path = tmp_path / "clip_smoke.pt"
     torch.save(smoke_clip.model.state_dict(), path)
-    bigger = build_clip(get_config("smoke", clip_image_size=96), checkpoint=path)
+    bigger = build_clip(ClipSamConfig.from_profile("smoke", clip_image_size=96), checkpoint=path)
     assert bigger.model.visual.positional_embedding.shape[0] == (96 // 8) ** 2 + 1
 
 
 def test_sam_checkpoint_round_trip_and_resize(tmp_path):
-    cfg = get_config("smoke")
+    cfg = ClipSamConfig.from_profile("smoke")
     torch.manual_seed(0)
     sam = construct_sam(cfg.sam_arch, cfg.sam_image_size)
     path = tmp_path / "sam_smoke.pth"
@@ -90,7 +90,7 @@ def test_sam_checkpoint_round_trip_and_resize(tmp_path):
     for (k, a), (_, b) in zip(sam.state_dict().items(), loaded.model.state_dict().items()):
         torch.testing.assert_close(a, b, msg=k)
     # the same file at another input size: position embeddings resized on load
-    other = build_sam(get_config("smoke", sam_image_size=192), checkpoint=path)
+    other = build_sam(ClipSamConfig.from_profile("smoke", sam_image_size=192), checkpoint=path)
     assert other.model.image_encoder.pos_embed.shape[1:3] == (12, 12)
     image = np.random.default_rng(0).integers(0, 256, (90, 130, 3), dtype=np.uint8)
     feats = other.set_image(image)
@@ -99,19 +99,19 @@ def test_sam_checkpoint_round_trip_and_resize(tmp_path):
 
 
 def test_random_init_recorded_for_cpu_and_smoke(no_weights):
-    assert build_sam(get_config("smoke")).weights == "random-init"
+    assert build_sam(ClipSamConfig.from_profile("smoke")).weights == "random-init"
 
 
 def test_paper_profile_requires_official_weights(no_weights):
     with pytest.raises(WeightsError, match="stlm weights download clip_vit_l14_336_openai"):
-        build_clip(get_config("paper"))
+        build_clip(ClipSamConfig.from_profile("paper"))
     with pytest.raises(WeightsError, match="stlm weights download sam_vit_h"):
-        build_sam(get_config("paper"))
+        build_sam(ClipSamConfig.from_profile("paper"))
 
 
 def test_missing_explicit_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(WeightsError, match="does not exist"):
-        build_sam(get_config("smoke"), checkpoint=tmp_path / "nope.pth")
+        build_sam(ClipSamConfig.from_profile("smoke"), checkpoint=tmp_path / "nope.pth")
 
 
 def test_torchscript_archive_detection(tmp_path):

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from stlm_core.cli import main
+from stlm_core.runs import load_maps, read_extras
 from stlm_core.clipsam.clip_localiser import TrainingFreeLocaliser, build_clip
-from stlm_core.clipsam.config import get_config
+from stlm_core.clipsam.config import ClipSamConfig
 from stlm_core.clipsam.pipeline import ClipSamPipeline
 from stlm_core.clipsam.sam_backend import build_sam
 
@@ -21,7 +22,7 @@ METRIC_KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro", "pixel_ap", "pixel_f
 @pytest.fixture(scope="module")
 def models():
     torch.manual_seed(0)
-    cfg = get_config("smoke")
+    cfg = ClipSamConfig.from_profile("smoke")
     return build_clip(cfg, checkpoint=None), build_sam(cfg, checkpoint=None)
 
 
@@ -37,7 +38,7 @@ class NoSam:
 
 def test_run_image_returns_maps_of_the_image_shape(models):
     clip, sam = models
-    cfg = get_config("smoke", tau=0.0)                   # S_a = whole image: SAM is always called
+    cfg = ClipSamConfig.from_profile("smoke", tau=0.0)                   # S_a = whole image: SAM is always called
     pipe = ClipSamPipeline(cfg, clip, TrainingFreeLocaliser(), sam)
     image = np.random.default_rng(1).integers(0, 256, (70, 110, 3), dtype=np.uint8)
     result = pipe.run_image(image, "widget")
@@ -52,7 +53,7 @@ def test_run_image_returns_maps_of_the_image_shape(models):
 
 def test_empty_extreme_region_skips_sam_and_halves_clip_map(models):
     clip, _ = models
-    cfg = get_config("smoke", tau=1.5)                   # clip_map <= 1: S_a always empty
+    cfg = ClipSamConfig.from_profile("smoke", tau=1.5)                   # clip_map <= 1: S_a always empty
     pipe = ClipSamPipeline(cfg, clip, TrainingFreeLocaliser(), NoSam())
     image = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     result = pipe.run_image(image, "widget")
@@ -74,10 +75,10 @@ def test_cli_zeroshot_and_cross_dataset_adapters(synthetic_root, mvtec_tree, tmp
     other = mvtec_tree(category="widget", n_good=1, defects={"scratch": 3}, size=48)
     adapters = tmp_path / "adapters.pt"
     assert main(["zeroshot-adapters", "train", "--dataset", "mvtec", "--root", str(other), "--out", str(adapters),
-                 "--epochs", "1", "--quiet"]) == 0
+                 "--epochs", "1", "--quiet", "--profile", "smoke"]) == 0
     run = tmp_path / "run"
     args = ["zeroshot", "--dataset", "synthetic", "--root", str(synthetic_root), "--category", "nut_like",
-            "--profile", "smoke", "--out", str(run), "--limit", "6", "--save-maps", "--quiet"]
+            "--profile", "smoke", "--out", str(run), "--limit", "6", "--quiet"]
     assert main(args + ["--adapters", str(adapters)]) == 0
     record = _metrics(run / "metrics.json")
     prov = record["provenance"]
@@ -85,10 +86,10 @@ def test_cli_zeroshot_and_cross_dataset_adapters(synthetic_root, mvtec_tree, tmp
     assert prov["localiser"] == "adapters" and prov["random_init"] is True
     assert prov["weights"]["clip"] == "random-init" and prov["weights"]["adapters"].startswith("adapters@")
     assert prov["images"] == 6 and set(prov["stage_ms_mean"]) == {"clip", "sam_encoder", "ppg", "cps"}
-    _metrics(run / "metrics_clip.json")
-    maps = np.load(run / "maps.npz")
-    assert maps["maps"].shape == maps["masks"].shape == (6, 64, 64)
-    assert len(json.loads((run / "prompts.json").read_text())) == 6
+    assert set(record["secondary"]) == {"clip"}
+    maps = load_maps(run)
+    assert maps.maps["cascade"].shape == maps.masks.shape == (6, 64, 64)
+    assert len(read_extras(run)) == 6
     assert "random weights" in capsys.readouterr().out
     # the same directory with a different configuration is refused (exit status 2, no traceback)
     assert main(args + ["--tau", "0.7"]) == 2
@@ -96,7 +97,8 @@ def test_cli_zeroshot_and_cross_dataset_adapters(synthetic_root, mvtec_tree, tmp
     # training-free localiser, global region, sam-only fusion
     run2 = tmp_path / "run2"
     assert main(["zeroshot", "--dataset", "synthetic", "--root", str(synthetic_root), "--category", "carpet_like",
-                 "--out", str(run2), "--limit", "4", "--global-region", "--fusion", "sam", "--quiet"]) == 0
+                 "--out", str(run2), "--limit", "4", "--global-region", "--fusion", "sam", "--quiet",
+                 "--profile", "smoke"]) == 0
     record2 = _metrics(run2 / "metrics.json")
     assert record2["provenance"]["localiser"] == "training_free"
     assert record2["provenance"]["adapters_trained_on"] is None

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stlm_core.clipsam.config import get_config
+from stlm_core.clipsam.config import ClipSamConfig
 from stlm_core.clipsam.ppg import (
     extreme_region, feature_similarity, generate_prompts, point_spacing, ring_region, select_spaced,
 )
@@ -58,7 +58,7 @@ def test_select_spaced_matches_greedy_scan(seed):
 
 
 def test_positives_inside_blobs_spaced_and_negatives_on_ring():
-    cfg = get_config("paper", tau=0.5, k_positive=3, k_negative=3, min_spacing_px=15, ring_kernel=25)
+    cfg = ClipSamConfig.from_profile("paper", tau=0.5, k_positive=3, k_negative=3, min_spacing_px=15, ring_kernel=25)
     m = two_blob_map()
     s_a = extreme_region(m, cfg.tau)
     prompts = generate_prompts(m, distance_similarity((70, 60)), cfg)
@@ -103,7 +103,7 @@ def test_ring_is_outside_region_and_within_kernel():
 
 
 def test_ring_at_border_stays_in_image():
-    cfg = get_config("paper", min_spacing_px=5)
+    cfg = ClipSamConfig.from_profile("paper", min_spacing_px=5)
     m = gaussian((80, 80), (0, 0), 8).astype(np.float32)          # blob in the corner
     (p,) = generate_prompts(m, distance_similarity((0, 0)), cfg)
     assert p.ring.shape == m.shape
@@ -111,13 +111,13 @@ def test_ring_at_border_stays_in_image():
 
 
 def test_empty_extreme_region_gives_no_prompts():
-    cfg = get_config("paper")
+    cfg = ClipSamConfig.from_profile("paper")
     m = np.full((50, 50), 0.2, np.float32)
     assert generate_prompts(m, distance_similarity((0, 0)), cfg) == []
 
 
 def test_global_region_mode_gives_one_prompt_set():
-    cfg = get_config("paper", per_component=False, min_spacing_px=15)
+    cfg = ClipSamConfig.from_profile("paper", per_component=False, min_spacing_px=15)
     prompts = generate_prompts(two_blob_map(), distance_similarity((70, 60)), cfg)
     assert len(prompts) == 1 and len(prompts[0].positives) == 3
 

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from stlm_core.errors import StlmError, WeightsError
-from stlm_core.stlm.config import profile_config, rotation_for_category
-from stlm_core.stlm.model import STLM, image_scores, parameter_counts, upsample
+from stlm_core.stlm.build import build_stlm, build_teacher
+from stlm_core.stlm.config import StlmConfig, rotation_for_category
+from stlm_core.stlm.model import image_scores, parameter_counts, upsample
 
-# Spec section 2, "Parameter count" (analytic, from the architecture definitions).
+# The paper architecture's parameter counts, computed analytically from the architecture definitions
+# (TinyViT-5M + MobileSAM neck, MobileSAM mask decoder and prompt encoder, DeSTSeg FA head with 512 inputs).
 SPEC_COUNTS = {
     "student_plain": 5_743_892,
     "student_denoise": 5_743_892,
@@ -24,18 +26,18 @@ SPEC_COUNTS = {
 
 def test_paper_profile_parameter_counts_match_spec():
     """Students + decoder + FA of the paper profile (the ViT-H teacher is not built)."""
-    model = STLM(profile_config("paper"))
+    model = build_stlm(StlmConfig.from_profile("paper"))
     assert parameter_counts(model) == SPEC_COUNTS
 
 
 def test_cpu_profile_keeps_paper_architecture_counts():
-    assert parameter_counts(STLM(profile_config("cpu"))) == SPEC_COUNTS
+    assert parameter_counts(build_stlm(StlmConfig.from_profile("cpu"))) == SPEC_COUNTS
 
 
 def smoke_model(**overrides):
-    config = profile_config("smoke", image_size=64, eval_size=64, **overrides)
+    config = StlmConfig.from_profile("smoke", image_size=64, eval_size=64, **overrides)
     torch.manual_seed(0)
-    return STLM(config).eval(), config
+    return build_stlm(config).eval(), config
 
 
 def test_smoke_forward_shapes_and_ranges():
@@ -46,12 +48,12 @@ def test_smoke_forward_shapes_and_ranges():
         maps = model.maps(plain, denoise)
     assert len(plain) == len(denoise) == 2
     assert all(f.shape == (2, 256, 4, 4) for f in plain + denoise)
-    assert maps["fa_map"].shape == maps["tlm_map"].shape == (2, 1, 4, 4)
+    assert maps["fa_map"].shape == maps["wo_fa_map"].shape == (2, 1, 4, 4)
     assert 0 <= maps["fa_map"].min() and maps["fa_map"].max() <= 1
-    assert 0 <= maps["tlm_map"].min() and maps["tlm_map"].max() <= 4
+    assert 0 <= maps["wo_fa_map"].min() and maps["wo_fa_map"].max() <= 4
     # the w/o-FA map is the product over levels of the cosine distances
     cos = [1 - torch.nn.functional.cosine_similarity(p, d, dim=1, eps=1e-12) for p, d in zip(plain, denoise)]
-    torch.testing.assert_close(maps["tlm_map"][:, 0], cos[0] * cos[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(maps["wo_fa_map"][:, 0], cos[0] * cos[1], atol=1e-5, rtol=1e-5)
     full = upsample(maps["fa_map"], 64)
     assert full.shape == (2, 64, 64)
     assert image_scores(full, top_k=100).shape == (2,)
@@ -79,11 +81,9 @@ def test_ablation_switches():
     with pytest.raises(ValueError, match="teacher"):
         smoke_model(use_plain=False)
 
-    from stlm_core.stlm.teacher import build_teacher
-
-    config = profile_config("smoke", image_size=64, eval_size=64, use_plain=False)
+    config = StlmConfig.from_profile("smoke", image_size=64, eval_size=64, use_plain=False)
     teacher = build_teacher(config)
-    model = STLM(config, teacher=teacher)
+    model = build_stlm(config, teacher=teacher)
     assert model.plain is None and parameter_counts(model)["teacher_as_plain_stream"] > 0
     assert all(not p.requires_grad for p in teacher.parameters())
 
@@ -111,9 +111,7 @@ def test_decoder_features_match_library_forward():
 
 
 def test_teacher_is_frozen_and_detached():
-    from stlm_core.stlm.teacher import build_teacher
-
-    teacher = build_teacher(profile_config("smoke", image_size=64, eval_size=64))
+    teacher = build_teacher(StlmConfig.from_profile("smoke", image_size=64, eval_size=64))
     teacher.train()
     assert not teacher.training
     out = teacher(torch.randn(1, 3, 64, 64, requires_grad=True))
@@ -123,44 +121,48 @@ def test_teacher_is_frozen_and_detached():
 
 def test_mobile_sam_checkpoint_loads_into_decoder_and_students(tmp_path):
     """The real loading path: a random MobileSAM saved as mobile_sam.pt, loaded through our builders."""
-    from stlm_core.stlm.decoder import build_mobilesam_decoder
-    from stlm_core.stlm.mobilesam import sam_model_registry
-    from stlm_core.stlm.students import StudentEncoder, load_mobilesam_encoder
+    from stlm_core.modeling.mobilesam import sam_model_registry
+    from stlm_core.modeling.registry import build_mobilesam_decoder
+    from stlm_core.modeling.tinyvit_student import load_mobilesam_encoder
+    from stlm_core.stlm.build import build_student
 
     torch.manual_seed(1)
     sam = sam_model_registry["vit_t"](checkpoint=None)
     path = tmp_path / "mobile_sam.pt"
     torch.save(sam.state_dict(), path)
-    config = profile_config("cpu")
-    decoder = build_mobilesam_decoder(config, path)
+    config = StlmConfig.from_profile("cpu")
+    decoder = build_mobilesam_decoder(image_size=config.image_size, checkpoint=path)
     for name, value in sam.mask_decoder.state_dict().items():
         assert torch.equal(decoder.mask_decoder.state_dict()[name], value), name
     assert torch.equal(decoder.prompt_encoder.no_mask_embed.weight, sam.prompt_encoder.no_mask_embed.weight)
-    student = StudentEncoder(config)
+    student = build_student(config)
     load_mobilesam_encoder(student, path)
     assert torch.equal(student.encoder.neck[0].weight, sam.image_encoder.neck[0].weight)
 
 
 def test_paper_profile_refuses_without_weights(tmp_path, monkeypatch, mvtec_tree):
-    from stlm_core.stlm.train import train_stlm
+    from stlm_core.data.spec import DataSpec
+    from stlm_core.stlm.training import train
 
     monkeypatch.setenv("STLM_WEIGHTS", str(tmp_path / "empty"))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     root = mvtec_tree(n_train=2, size=32)
     with pytest.raises(WeightsError, match="stlm weights download sam_vit_h"):
-        train_stlm(profile_config("paper"), "mvtec", root, "widget", tmp_path / "run", progress=False)
+        train(StlmConfig.from_profile("paper"), DataSpec("mvtec", root, "widget"), run_dir=tmp_path / "run",
+              progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_config_validation_and_rotation_lists():
     with pytest.raises(StlmError, match="1024"):
-        profile_config("cpu", teacher="vit_h")
+        StlmConfig.from_profile("cpu", teacher="vit_h")
     with pytest.raises(StlmError, match="multiple of 16"):
-        profile_config("smoke", image_size=100)
+        StlmConfig.from_profile("smoke", image_size=100)
     assert rotation_for_category("bottle") == "full"
-    assert rotation_for_category("transistor") == "none"  # DeSTSeg's disjoint lists (spec 6.4)
+    assert rotation_for_category("transistor") == "none"  # DeSTSeg's disjoint lists
     assert rotation_for_category("carpet_like") == "none"
-    config = profile_config("cpu")
+    config = StlmConfig.from_profile("cpu")
     assert type(config).from_dict(config.to_dict()) == config
 
 

@@ -1,4 +1,5 @@
-"""STLM training on the smoke profile: resume reaches the same weights, NaN guard, CLI train/evaluate, bench."""
+"""STLM training on the smoke profile: resume reaches the same weights, a step changes the weights, NaN guard,
+CLI train/evaluate, run records, bench."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from stlm_core.data.spec import DataSpec
 from stlm_core.errors import StlmError
-from stlm_core.stlm.config import profile_config
-from stlm_core.stlm.train import CHECKPOINT, LOSSES, TrainingDiverged, train_stlm
+from stlm_core.runs import CHECKPOINT_FILE, LOSSES_FILE, is_finished, load_maps, read_run, score_maps
+from stlm_core.stlm.config import StlmConfig
+from stlm_core.stlm.training import TrainingDiverged, train
 
 
 def tiny_config(**overrides):
     values = dict(image_size=64, eval_size=64, epochs=3, batch_size=2, top_k=10)
     values.update(overrides)
-    return profile_config("smoke", **values)
+    return StlmConfig.from_profile("smoke", **values)
 
 
 @pytest.fixture
@@ -24,54 +27,72 @@ def tiny_root(mvtec_tree):
     return mvtec_tree(category="widget", n_train=4, n_good=2, defects={"scratch": 2}, size=48)
 
 
+def _data(root):
+    return DataSpec("mvtec", root, "widget")
+
+
 def _state(run_dir):
-    return torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+    return torch.load(run_dir / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
 
 
 def test_resume_reaches_same_weights_as_uninterrupted_run(tmp_path, tiny_root):
     config = tiny_config()
-    full = train_stlm(config, "mvtec", tiny_root, "widget", tmp_path / "full", evaluate=False, progress=False)
-    assert full["epochs"] == 3 and full["steps"] == 6
+    train(config, _data(tiny_root), run_dir=tmp_path / "full", evaluate=False, progress=False)
+    assert _state(tmp_path / "full")["step"] == 6
 
-    part = train_stlm(config, "mvtec", tiny_root, "widget", tmp_path / "part", evaluate=False, progress=False,
-                      stop_after_epoch=1)
-    assert part["stopped"] and _state(tmp_path / "part")["epoch"] == 1
+    train(config, _data(tiny_root), run_dir=tmp_path / "part", evaluate=False, progress=False, stop_after_epoch=1)
+    assert _state(tmp_path / "part")["epoch"] == 1
     # a killed epoch leaves extra log lines behind; resume drops them
-    with open(tmp_path / "part" / LOSSES, "a") as handle:
+    with open(tmp_path / "part" / LOSSES_FILE, "a") as handle:
         handle.write(json.dumps({"epoch": 2, "step": 3, "loss": 0.0}) + "\n")
     with pytest.raises(StlmError, match="--resume"):
-        train_stlm(config, "mvtec", tiny_root, "widget", tmp_path / "part", evaluate=False, progress=False)
-    resumed = train_stlm(config, "mvtec", tiny_root, "widget", tmp_path / "part", resume=True, evaluate=False,
-                         progress=False)
-    assert resumed["steps"] == 6
+        train(config, _data(tiny_root), run_dir=tmp_path / "part", evaluate=False, progress=False)
+    train(config, _data(tiny_root), run_dir=tmp_path / "part", resume=True, evaluate=False, progress=False)
 
     a, b = _state(tmp_path / "full"), _state(tmp_path / "part")
+    assert b["step"] == 6 and b["resumed_from"] == {"epoch": 1, "step": 2}
     assert a["model"].keys() == b["model"].keys()
     for name in a["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), name
     assert a["numpy_rng"] == b["numpy_rng"]
-    log_a = (tmp_path / "full" / LOSSES).read_text().splitlines()
-    log_b = (tmp_path / "part" / LOSSES).read_text().splitlines()
+    log_a = (tmp_path / "full" / LOSSES_FILE).read_text().splitlines()
+    log_b = (tmp_path / "part" / LOSSES_FILE).read_text().splitlines()
     assert log_a == log_b and len(log_a) == 6
-    # the weights did change during training (the comparison above is not vacuous)
-    first = json.loads(log_a[0])
-    assert {"plain", "denoise", "focal", "l1"} <= set(first)
-    assert a["step"] == 6
+    assert {"plain", "denoise", "focal", "l1"} <= set(json.loads(log_a[0]))
+
+
+def test_a_training_step_changes_the_weights(tmp_path, tiny_root):
+    """Every trainable part moves after one step (the equality test above is not vacuous), the teacher does not."""
+    from stlm_core.stlm.build import build_for_training
+
+    config = tiny_config(epochs=1, batch_size=4)
+    before, teacher = build_for_training(config, {})
+    before_state = {k: v.clone() for k, v in before.trained_state().items()}
+    teacher_state = {k: v.clone() for k, v in teacher.state_dict().items()}
+    run = train(config, _data(tiny_root), run_dir=tmp_path / "run", evaluate=False, progress=False)
+    after = _state(run)
+    assert after["step"] == 1
+    for prefix in ("plain.", "denoise.", "decoder.mask_decoder.transformer.", "fa."):
+        changed = [k for k in before_state if k.startswith(prefix) and before_state[k].is_floating_point()
+                   and not torch.equal(before_state[k], after["model"][k])]
+        assert changed, f"no parameter under {prefix} changed after a training step"
+    assert after["teacher"].keys() == teacher_state.keys()
+    assert all(torch.equal(after["teacher"][k], v) for k, v in teacher_state.items())
 
 
 def test_different_seed_gives_different_weights(tmp_path, tiny_root):
     runs = []
     for seed in (0, 1):
-        train_stlm(tiny_config(epochs=1, seed=seed), "mvtec", tiny_root, "widget", tmp_path / f"s{seed}",
-                   evaluate=False, progress=False)
+        train(tiny_config(epochs=1, seed=seed), _data(tiny_root), run_dir=tmp_path / f"s{seed}", evaluate=False,
+              progress=False)
         runs.append(_state(tmp_path / f"s{seed}")["model"])
     assert not torch.equal(runs[0]["denoise.encoder.neck.0.weight"], runs[1]["denoise.encoder.neck.0.weight"])
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_root, monkeypatch):
-    import stlm_core.stlm.train as train_module
+    import stlm_core.stlm.training as training
 
-    real_focal = train_module.focal_loss
+    real_focal = training.focal_loss
     calls = {"n": 0}
 
     def focal_then_nan(logits, target, gamma=4.0):
@@ -79,12 +100,13 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_root, monk
         value = real_focal(logits, target, gamma)
         return value * float("nan") if calls["n"] > 2 else value  # epoch 1 (2 steps) is fine
 
-    monkeypatch.setattr(train_module, "focal_loss", focal_then_nan)
+    monkeypatch.setattr(training, "focal_loss", focal_then_nan)
     with pytest.raises(TrainingDiverged, match="nan.*last good checkpoint"):
-        train_stlm(tiny_config(), "mvtec", tiny_root, "widget", tmp_path / "run", evaluate=False, progress=False)
+        train(tiny_config(), _data(tiny_root), run_dir=tmp_path / "run", evaluate=False, progress=False)
     state = _state(tmp_path / "run")
     assert state["epoch"] == 1 and state["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not is_finished(tmp_path / "run")
 
 
 def test_cli_train_then_evaluate(tmp_path, tiny_root, capsys):
@@ -92,20 +114,25 @@ def test_cli_train_then_evaluate(tmp_path, tiny_root, capsys):
 
     run = tmp_path / "run"
     args = ["train", "--dataset", "mvtec", "--root", str(tiny_root), "--category", "widget", "--profile", "smoke",
-            "--image-size", "64", "--epochs", "1", "--out", str(run), "--quiet", "--save-maps"]
+            "--image-size", "64", "--epochs", "1", "--out", str(run), "--quiet", "--threads", "1"]
     assert main(args) == 0
-    record = json.loads((run / "metrics.json").read_text())
+    record = read_run(run)
+    assert record["map"] == "fa" and set(record["secondary"]) == {"wo_fa"}
     for key in ("pixel_auroc", "pixel_aupro", "image_auroc"):
-        assert 0.0 <= record[key] <= 1.0
-        assert 0.0 <= record["wo_fa"][key] <= 1.0
-    assert record["map"] == "fa"
+        assert 0.0 <= record["metrics"][key] <= 1.0
+        assert 0.0 <= record["secondary"]["wo_fa"][key] <= 1.0
     prov = record["provenance"]
-    assert prov["profile"] == "smoke" and prov["random_init"] is True
+    assert prov["profile"] == "smoke" and prov["random_init"] is True and prov["threads"] == 1
     assert prov["weights"]["teacher"] == "random-init" and prov["epochs"] == 1
-    assert json.loads((run / "metrics_wo_fa.json").read_text())["map"] == "wo_fa"
-    maps = np.load(run / "maps.npz")
-    assert maps["fa_maps"].dtype == np.float16 and maps["fa_maps"].shape == (4, 64, 64)
-    assert maps["labels"].tolist().count(1) == 2 and len(maps["paths"]) == 4
+    assert prov["versions"]["torch"]
+    maps = load_maps(run)
+    assert maps.maps["fa"].dtype == np.float32 and maps.maps["fa"].shape == (4, 64, 64)
+    assert maps.labels.tolist().count(1) == 2 and len(maps.paths) == 4
+    # the record reproduces its metrics exactly (maps are stored in float32)
+    recomputed = score_maps(maps)
+    assert recomputed["fa"]["pixel_ap"] == record["metrics"]["pixel_ap"]
+    assert recomputed["wo_fa"]["pixel_aupro"] == record["secondary"]["wo_fa"]["pixel_aupro"]
+    assert oct((run / "metrics.json").stat().st_mode & 0o777) == "0o644"
 
     # an existing run is not silently restarted
     assert main(args) == 2
@@ -113,23 +140,22 @@ def test_cli_train_then_evaluate(tmp_path, tiny_root, capsys):
 
     (run / "metrics.json").unlink()
     assert main(["evaluate", "--run", str(run), "--quiet"]) == 0
-    again = json.loads((run / "metrics.json").read_text())
-    assert again["pixel_auroc"] == pytest.approx(record["pixel_auroc"])  # same checkpoint, same numbers
+    again = read_run(run)
+    assert again["metrics"]["pixel_auroc"] == pytest.approx(record["metrics"]["pixel_auroc"])  # same checkpoint
 
 
-def test_evaluate_without_checkpoint_is_a_clear_error(tmp_path):
+def test_evaluate_errors_are_messages(tmp_path, capsys):
     from stlm_core.cli import main
 
     assert main(["evaluate", "--run", str(tmp_path / "nope"), "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_fa_off_reports_wo_fa_map(tmp_path, tiny_root):
-    result = train_stlm(tiny_config(epochs=1, use_fa=False), "mvtec", tiny_root, "widget", tmp_path / "run",
-                        progress=False)
-    assert result["metrics"]["fa"] is None
-    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert record["map"] == "wo_fa" and record["pixel_auroc"] == record["wo_fa"]["pixel_auroc"]
-    lines = [json.loads(x) for x in (tmp_path / "run" / LOSSES).read_text().splitlines()]
+    run = train(tiny_config(epochs=1, use_fa=False), _data(tiny_root), run_dir=tmp_path / "run", progress=False)
+    record = read_run(run)
+    assert record["map"] == "wo_fa" and record["secondary"] == {}
+    lines = [json.loads(x) for x in (run / LOSSES_FILE).read_text().splitlines()]
     assert "focal" not in lines[0]
 
 
@@ -137,13 +163,13 @@ def test_bench_stlm_smoke():
     from stlm_core.stlm.bench import bench_stlm
 
     result = bench_stlm("smoke", runs=2, warmup=1)
-    assert result["parameters"]["total"] == sum(v for k, v in result["parameters"].items() if k != "total")
+    assert set(result["parameters"]) >= {"student_plain", "student_denoise", "mask_decoder", "fa_head", "total"}
     assert result["latency"]["median_ms"] > 0 and result["batch_size"] == 1
     assert result["image_size"] == 128
 
 
 def test_focal_loss_from_logits_matches_definition_and_keeps_gradient():
-    from stlm_core.stlm.train import focal_loss
+    from stlm_core.stlm.training import focal_loss
 
     logits = torch.tensor([[-3.0, -0.5, 0.0, 2.0]])
     target = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
@@ -158,17 +184,15 @@ def test_focal_loss_from_logits_matches_definition_and_keeps_gradient():
 
 
 def test_paper_profile_evaluation_refuses_without_weights(tmp_path, monkeypatch):
-    import json
-
     from stlm_core.errors import WeightsError
-    from stlm_core.stlm.config import profile_config
-    from stlm_core.stlm.evaluate import evaluate_run
+    from stlm_core.stlm.evaluation import evaluate
 
     monkeypatch.setenv("STLM_WEIGHTS", str(tmp_path / "no_weights_here"))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "paper_run"
     run_dir.mkdir()
-    (run_dir / "config.json").write_text(json.dumps({"stlm": profile_config("paper").to_dict()}))
+    (run_dir / "config.json").write_text(json.dumps({"method": "stlm",
+                                                     "config": StlmConfig.from_profile("paper").to_dict()}))
     with pytest.raises(WeightsError, match="stlm weights download sam_vit_h"):
-        evaluate_run(run_dir, device="cpu", progress=False)
+        evaluate(run_dir, device="cpu", progress=False)

@@ -1,0 +1,139 @@
+"""The run-record module: atomic files, config guard, provenance, RunMaps round trip, one scoring rule, the
+finished marker, the writer lock and load_runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stlm_core import __version__
+from stlm_core.errors import StlmError
+from stlm_core.fileio import atomic_write_json, read_json
+from stlm_core.runs import (
+    RunLocked, RunMaps, config_id, is_finished, load_maps, load_runs, make_provenance, mark_finished,
+    prepare_run_dir, read_run, run_lock, save_maps, score_maps, write_metrics,
+)
+
+
+def provenance(**overrides):
+    kwargs = dict(profile="smoke", device="cpu", weights="random-init",
+                  dataset={"name": "synthetic", "category": "tile", "files": 12}, seed=0,
+                  timings={"train_s": 1.5, "infer_s": 0.25})
+    kwargs.update(overrides)
+    return make_provenance(**kwargs)
+
+
+def run_maps(n: int = 6, size: int = 16, seed: int = 0) -> RunMaps:
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((n, size, size), np.uint8)
+    masks[n // 2:, 4:9, 4:9] = 1
+    good = masks.astype(np.float32)
+    noisy = rng.random((n, size, size)).astype(np.float32)
+    return RunMaps(primary="good", maps={"good": good, "noise": noisy},
+                   scores={"good": good.reshape(n, -1).max(1), "noise": noisy.reshape(n, -1).max(1)},
+                   labels=(masks.reshape(n, -1).max(1) > 0).astype(int), masks=masks,
+                   defects=np.array(["good"] * (n // 2) + ["hole"] * (n - n // 2)),
+                   paths=np.array([f"/img/{i}.png" for i in range(n)]),
+                   records=[{"i": i} for i in range(n)])
+
+
+def test_atomic_write_json_replaces_and_leaves_no_temp_files(tmp_path):
+    path = tmp_path / "sub" / "x.json"
+    atomic_write_json(path, {"a": np.float32(0.5), "b": np.arange(3), "c": float("nan"), "d": (1, 2), "p": path})
+    assert read_json(path) == {"a": 0.5, "b": [0, 1, 2], "c": None, "d": [1, 2], "p": str(path)}
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    atomic_write_json(path, {"a": 1})
+    assert read_json(path) == {"a": 1} and sorted(os.listdir(path.parent)) == ["x.json"]
+
+
+def test_atomic_write_keeps_old_file_when_serialisation_fails(tmp_path):
+    path = tmp_path / "x.json"
+    atomic_write_json(path, {"a": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(path, {"a": object()})
+    assert read_json(path) == {"a": 1} and os.listdir(tmp_path) == ["x.json"]
+
+
+def test_read_json_errors_name_the_file(tmp_path):
+    with pytest.raises(StlmError, match="missing.json"):
+        read_json(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(StlmError, match="bad.json.*not valid JSON"):
+        read_json(bad)
+
+
+def test_config_id_is_order_independent_and_content_sensitive():
+    assert config_id({"a": 1, "b": [1, 2]}) == config_id({"b": [1, 2], "a": 1})
+    assert config_id({"a": 1}) != config_id({"a": 2})
+
+
+def test_prepare_run_dir_refuses_a_different_config_unless_forced(tmp_path):
+    run = tmp_path / "run"
+    prepare_run_dir(run, {"lr": 0.1, "epochs": 5})
+    prepare_run_dir(run, {"lr": 0.1, "epochs": 5})  # same config: fine
+    write_metrics(run, {"m": {"pixel_auroc": 0.5}}, "m", provenance())
+    mark_finished(run)
+    with pytest.raises(StlmError, match="differs in: epochs"):
+        prepare_run_dir(run, {"lr": 0.1, "epochs": 6})
+    prepare_run_dir(run, {"lr": 0.1, "epochs": 6}, force=True)
+    assert read_json(run / "config.json") == {"lr": 0.1, "epochs": 6}
+    assert not (run / "metrics.json").exists() and not is_finished(run)  # stale results went with the old config
+
+
+def test_provenance_fields():
+    prov = provenance(weights={"teacher": "random-init", "decoder": "mobile_sam@abc"})
+    assert prov["package_version"] == __version__ and prov["random_init"] is True
+    assert set(prov["versions"]) >= {"torch", "numpy"} and prov["python_version"]
+    assert provenance(weights="sam@123")["random_init"] is False
+
+
+def test_run_maps_round_trip_in_float32_and_one_scoring_rule(tmp_path):
+    maps = run_maps()
+    save_maps(tmp_path, maps)
+    back = load_maps(tmp_path)
+    assert back.primary == "good" and back.names == ["good", "noise"]
+    assert back.maps["good"].dtype == np.float32 and np.array_equal(back.maps["noise"], maps.maps["noise"])
+    assert back.records == maps.records and back.defects.tolist() == maps.defects.tolist()
+    metrics = score_maps(back)
+    assert metrics["good"]["pixel_auroc"] == 1.0 and metrics["good"]["image_auroc"] == 1.0
+    assert set(metrics["noise"]) == set(metrics["good"])
+    with pytest.raises(ValueError, match="primary"):
+        RunMaps(primary="x", maps=maps.maps, scores=maps.scores, labels=maps.labels, masks=maps.masks,
+                defects=maps.defects, paths=maps.paths)
+
+
+def test_only_finished_runs_are_loaded(tmp_path):
+    runs = tmp_path / "runs"
+    done, unfinished = runs / "a" / "synthetic" / "tile" / "1", runs / "a" / "synthetic" / "tile" / "2"
+    for run, seed in ((done, 0), (unfinished, 1)):
+        prepare_run_dir(run, {"method": "a", "dataset": "synthetic", "category": "tile", "seed": seed})
+        write_metrics(run, score_maps(run_maps()), "good", provenance(seed=seed))
+    mark_finished(done)
+    frame = load_runs(runs)
+    assert len(frame) == 1 and frame.iloc[0]["run_dir"] == str(done)
+    row = frame.iloc[0]
+    assert row["map"] == "good" and row["pixel_auroc"] == 1.0 and "noise.pixel_auroc" in frame
+    assert row["time.train_s"] == 1.5 and row["run_id"] == config_id(read_json(done / "config.json"))
+    assert read_run(done)["secondary"]["noise"]["pixel_auroc"] < 1.0
+
+
+def test_run_lock_refuses_a_second_writer_and_takes_over_a_stale_lock(tmp_path):
+    with run_lock(tmp_path):
+        with pytest.raises(RunLocked, match=f"process {os.getpid()}"):
+            with run_lock(tmp_path):
+                pass
+    assert not (tmp_path / "run.lock").exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    (tmp_path / "run.lock").write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    with pytest.warns(UserWarning, match="stale lock"):
+        with run_lock(tmp_path):
+            pass
