@@ -128,3 +128,20 @@ def read_json(path: str | os.PathLike) -> Any:
         raise StlmError(f"{path} does not exist; run the experiment first (or check the path).") from None
     except json.JSONDecodeError as exc:
         raise StlmError(f"{path} is not valid JSON ({exc}); delete it and rerun the experiment.") from None
+
+
+def ensure_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and check a file can be written in it; otherwise raise
+    :class:`~stlm_core.errors.StlmError` naming the folder and the fix (before any work is done)."""
+    from stlm_core.errors import StlmError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise StlmError(f"cannot write to {folder} ({exc.strerror or exc}); choose a writable output folder "
+                        "(--out / --runs-dir) or fix its permissions.") from None
+    return folder

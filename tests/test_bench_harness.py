@@ -45,7 +45,6 @@ def test_count_parameters_per_submodule():
     deep = count_parameters(model, depth=2)["modules"]
     assert deep["encoder.0"] == 40 and deep["encoder.2"] == 72 and deep["encoder.1"] == 0
     assert count_parameters(model, depth=0)["modules"] == {}
-    assert count_parameters(model)["total"] == sum(p.numel() for p in model.parameters())
 
 
 def test_measure_latency_statistics():
@@ -67,7 +66,10 @@ def test_measure_latency_statistics():
 
 
 def test_peak_memory_tracks_a_large_allocation():
-    assert reset_peak_memory() in (True, False)
+    import os
+
+    # Linux lets a process reset its peak (VmHWM); elsewhere the function must say it could not
+    assert reset_peak_memory() is os.access("/proc/self/clear_refs", os.W_OK)
     before = peak_memory_mb()
     block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
     assert peak_memory_mb() >= before + 50

@@ -110,7 +110,6 @@ def test_bench_clipsam_smoke():
     result = bench_clipsam("smoke", runs=1, warmup=0, decoder_runs=2)
     for stage in ("clip", "sam_encoder", "ppg", "cps", "cps_stage1"):
         assert result["median_ms"][stage] > 0
-    assert result["total_ms"] == pytest.approx(sum(result["median_ms"][s] for s in ("clip", "sam_encoder", "ppg", "cps")))
     assert 0 < result["cps_fraction"] < 1 and result["prompts"]["components"] == 1
     assert result["weights"].startswith("random-init")
 

@@ -18,7 +18,7 @@ import torch
 from stlm_core.clipsam.config import ClipSamConfig
 from stlm_core.data.spec import DataSpec
 from stlm_core.errors import StlmError
-from stlm_core.fileio import atomic_write_json, file_sha256
+from stlm_core.fileio import atomic_write_json, ensure_writable, file_sha256
 from stlm_core import runs
 from stlm_core.runs import (DATA_FILE, RunMaps, clear_results, make_provenance, mark_finished, prepare_run_dir,
                             run_dir_for, run_lock, run_record, score_maps, write_metrics)
@@ -84,6 +84,7 @@ def run(config: ClipSamConfig, data: DataSpec, *, run_dir: str | Path | None = N
     from stlm_core.clipsam.pipeline import ClipSamPipeline
 
     device = resolve_device(device)
+    data.validate(("test",), action=f"run CLIP-SAM on {data.dataset}/{data.category}")
     config = effective_config(config, adapters)
     adapter_info = adapters_identity(adapters)
     if adapter_info and adapter_info["trained_on"] == data.dataset:
@@ -94,6 +95,7 @@ def run(config: ClipSamConfig, data: DataSpec, *, run_dir: str | Path | None = N
         raise StlmError(f"no test images for category {data.category!r} under {data.root}.")
     record = clipsam_record(config, data, adapter_info, clip_checkpoint, sam_checkpoint)
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(runs_dir, record)
+    ensure_writable(run_dir)
     with run_lock(run_dir):
         prepare_run_dir(run_dir, record, force=force)
         clear_results(run_dir)
@@ -144,6 +146,9 @@ def train_adapters_file(config: ClipSamConfig, dataset: str, root: str | Path, o
 
     device = resolve_device(device)
     categories = categories or list_categories(dataset, root)
+    for category in categories:
+        DataSpec(dataset, root, category).validate(("test",), action=f"train adapters on {dataset}/{category}")
+    ensure_writable(Path(out).parent)
     datasets = [DataSpec(dataset, root, c, limit).open("test") for c in categories]
     if not any(len(ds) for ds in datasets):
         raise StlmError(f"no test images with masks under {root} for {categories}.")

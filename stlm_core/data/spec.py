@@ -54,3 +54,10 @@ class DataSpec:
         samples = self.open(split)
         return np.stack([resize_image(s.image, size) for s in
                          tqdm(samples, desc=f"load {split}", disable=not progress, leave=False)])
+
+    def validate(self, splits: tuple[str, ...], *, action: str) -> None:
+        """Check every image and mask of ``splits`` before any work (decodable, masks present and of the image's
+        size, defects in the test split); raises :class:`~stlm_core.errors.DatasetError` listing every problem."""
+        from stlm_core.data.validate import raise_for_problems, validate_split
+
+        raise_for_problems(validate_split(self.dataset, self.root, self.category, splits), action=action)

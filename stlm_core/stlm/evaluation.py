@@ -16,7 +16,7 @@ import torch
 
 from stlm_core.data.spec import DataSpec
 from stlm_core.errors import StlmError
-from stlm_core.fileio import read_json
+from stlm_core.fileio import ensure_writable, read_json
 from stlm_core import runs
 from stlm_core.runs import (CHECKPOINT_FILE, DATA_FILE, RunMaps, make_provenance, mark_finished, read_config,
                             run_lock, score_maps, write_metrics)
@@ -130,6 +130,8 @@ def evaluate(run_dir: str | Path, *, root: str | Path | None = None, device: str
                     recorded["category"], recorded.get("limit"))
     if not data.root.exists():
         raise StlmError(f"the run's dataset root {data.root} does not exist; pass --root DIR.")
+    data.validate(("test",), action=f"evaluate {run_dir}")
+    ensure_writable(run_dir)
     with run_lock(run_dir):
         return evaluate_locked(run_dir, data, device=device, save_maps=save_maps, progress=progress,
                                batch_size=batch_size)

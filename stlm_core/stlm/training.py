@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from stlm_core.data.spec import DataSpec
 from stlm_core.errors import StlmError
-from stlm_core.fileio import atomic_write_json, atomic_write_text
+from stlm_core.fileio import atomic_write_json, atomic_write_text, ensure_writable
 from stlm_core.runs import (CHECKPOINT_FILE, DATA_FILE, LOSSES_FILE, clear_results, prepare_run_dir, run_dir_for,
                             run_lock, run_record)
 from stlm_core.runtime import resolve_device
@@ -129,6 +129,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
     from stlm_core.stlm.pseudo_anomaly import geometric_augment, synthesize, texture_source
 
     device = resolve_device(device)
+    data.validate(("train", "test") if evaluate else ("train",), action=f"train STLM on {data.dataset}/{data.category}")
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     textures = texture_source(dtd)
@@ -139,6 +140,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
         raise StlmError(f"--resume: no checkpoint at {ckpt_path}; start the run without --resume.")
     if not resume and ckpt_path.exists() and not force:
         raise StlmError(f"{run_dir} already holds a checkpoint; pass --resume to continue it or --force to restart.")
+    ensure_writable(run_dir)
     with run_lock(run_dir):
         prepare_run_dir(run_dir, record, force=force and not resume)
         clear_results(run_dir)
