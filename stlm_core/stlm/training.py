@@ -204,7 +204,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
             lines = []
             for index in bar:
                 x_a, x_n, mask = batch_tensors(index)
-                target_a, target_n = _split(teacher(torch.cat([x_a, x_n])), len(index))
+                target_a, target_n = _split(teacher(torch.cat([x_a, x_n]))[:model.levels], len(index))
                 plain, denoise = model.streams(x_a)
                 parts = {"denoise": cosine_loss(denoise, target_n)}
                 if model.plain is not None:
