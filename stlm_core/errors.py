@@ -6,7 +6,12 @@ Every problem a user can fix (bad path, wrong layout, missing weights, corrupt f
 
 
 class StlmError(Exception):
-    """An error the user can fix; the message says what is wrong and how to fix it."""
+    """An error the user can fix; the message says what is wrong and how to fix it.
+
+    ``exit_status``: what the ``stlm`` command exits with (2 = usage error; 130 for an interrupt).
+    """
+
+    exit_status: int = 2
 
 
 class DatasetError(StlmError, ValueError):

@@ -59,3 +59,17 @@ def clipsam_run(dataset: str, root: str | Path, category: str, *, profile: str =
     if is_finished(run_dir) and not force:
         return run_dir
     return run(config, data, run_dir=run_dir, adapters=adapters, device=device, force=True, progress=progress)
+
+
+def patchcore_run(dataset: str, root: str | Path, category: str, *, profile: str = "cpu",
+                  runs_dir: str | Path = "runs", force: bool = False, device: str = "auto", progress: bool = False,
+                  **overrides: Any) -> Path:
+    """Fit and evaluate the PatchCore baseline on one category (or reuse the finished run)."""
+    from stlm_core.baselines.patchcore_run import PatchCoreConfig, patchcore_record, run
+
+    config = PatchCoreConfig.from_profile(profile, **overrides)
+    data = DataSpec(dataset, root, category)
+    run_dir = run_dir_for(runs_dir, patchcore_record(config, data))
+    if is_finished(run_dir) and not force:
+        return run_dir
+    return run(config, data, run_dir=run_dir, device=device, force=True, progress=progress)

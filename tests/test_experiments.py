@@ -97,3 +97,15 @@ def test_prompt_points_land_in_place_on_non_square_images():
     marks = prompt_marks(record, (64, 64), "CLIP map")
     np.testing.assert_allclose(marks["xy"], [[32, 32], [6.4, 6.4]])
     assert marks["labels"].tolist() == [1, 0] and marks["map"] == "CLIP map"
+
+
+def test_patchcore_baseline_writes_the_same_record(mvtec_tree, tmp_path):
+    from stlm_core.experiments import patchcore_run
+
+    root = mvtec_tree(n_train=4, n_good=2, defects={"scratch": 2}, size=64)
+    run = patchcore_run("mvtec", root, "widget", profile="smoke", runs_dir=tmp_path / "runs")
+    assert patchcore_run("mvtec", root, "widget", profile="smoke", runs_dir=tmp_path / "runs") == run
+    record = read_run(run)
+    assert record["map"] == "patchcore" and 0.0 <= record["metrics"]["pixel_auroc"] <= 1.0
+    assert record["provenance"]["weights"]["backbone"].startswith("efficientnet_lite0@")
+    assert load_maps(run).maps["patchcore"].shape == (4, 64, 64)  # 2 good + 2 defective test images

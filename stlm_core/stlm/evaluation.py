@@ -18,8 +18,8 @@ from stlm_core.data.spec import DataSpec
 from stlm_core.errors import StlmError
 from stlm_core.fileio import ensure_writable, read_json
 from stlm_core import runs
-from stlm_core.runs import (CHECKPOINT_FILE, DATA_FILE, RunMaps, make_provenance, mark_finished, read_config,
-                            run_lock, score_maps, write_metrics)
+from stlm_core.runs import (CHECKPOINT_FILE, CONFIG_FILE, DATA_FILE, RunMaps, make_provenance, mark_finished,
+                            read_config, run_lock, score_maps, write_metrics)
 from stlm_core.runtime import resolve_device
 from stlm_core.stlm.build import build_for_training, build_stlm, resolve_stlm_weights
 from stlm_core.stlm.checkpoint import load_checkpoint
@@ -27,13 +27,29 @@ from stlm_core.stlm.config import StlmConfig
 from stlm_core.stlm.model import image_scores, upsample
 
 
+# Where a run of another method comes from, for the message refusing it.
+OTHER_METHODS = {"clipsam": "written by 'stlm zeroshot', which evaluates as it runs (its metrics.json is the result)"}
+
+
+def run_record_of(run_dir: str | Path) -> dict:
+    """``config.json`` of an STLM run directory; a folder that is not one is refused with a message saying why."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        what = "does not exist" if not run_dir.exists() else f"is not a run directory (it has no {CONFIG_FILE})"
+        raise StlmError(f"{run_dir} {what}; pass the --out folder of a 'stlm train' run (by default "
+                        "runs/stlm/<dataset>/<category>/<run-id>).")
+    record = read_config(run_dir)
+    method = record.get("method", "unknown")
+    if method != "stlm":
+        origin = OTHER_METHODS.get(method, "")
+        raise StlmError(f"{run_dir} is a {method} run{' ' + origin if origin else ''}, not an STLM run; "
+                        "'stlm evaluate' and 'stlm train --resume' take runs written by 'stlm train'.")
+    return record
+
+
 def run_config(run_dir: str | Path) -> StlmConfig:
     """The :class:`StlmConfig` of a run directory; a run of another method is refused with a clear message."""
-    record = read_config(run_dir)
-    if record.get("method") != "stlm":
-        raise StlmError(f"{run_dir} is a {record.get('method', 'unknown')} run, not an STLM run; 'stlm evaluate' "
-                        "evaluates runs written by 'stlm train'.")
-    return StlmConfig.from_dict(record["config"])
+    return StlmConfig.from_dict(run_record_of(run_dir)["config"])
 
 
 def load_model(run_dir: str | Path, device: str = "cpu"):

@@ -20,6 +20,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -31,9 +32,9 @@ from stlm_core.fileio import atomic_write_json, atomic_write_text, ensure_writab
 from stlm_core.runs import (CHECKPOINT_FILE, DATA_FILE, LOSSES_FILE, clear_results, prepare_run_dir, run_dir_for,
                             run_lock, run_record)
 from stlm_core.runtime import resolve_device
-from stlm_core.stlm.checkpoint import load_checkpoint, save_checkpoint
+from stlm_core.stlm.checkpoint import interrupts_reported, load_checkpoint, save_checkpoint
 from stlm_core.stlm.config import StlmConfig
-from stlm_core.stlm.model import cosine_distance
+from stlm_core.stlm.model import STLM, cosine_distance
 
 
 class TrainingDiverged(StlmError):
@@ -106,7 +107,8 @@ def _split(features: list[torch.Tensor], n: int) -> tuple[list[torch.Tensor], li
 def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = None, runs_dir: str | Path = "runs",
           device: str = "auto", dtd: str | Path | None = None, resume: bool = False, force: bool = False,
           evaluate: bool = True, save_maps: bool = True, progress: bool = True,
-          stop_after_epoch: int | None = None, deterministic: bool = False) -> Path:
+          stop_after_epoch: int | None = None, deterministic: bool = False,
+          on_epoch_end: Callable[[int, int, STLM], None] | None = None) -> Path:
     """Train STLM on one category (``train/good`` images only) and evaluate the final model; returns the run dir.
 
     Args:
@@ -121,6 +123,8 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
         save_maps: keep the maps (``maps.npz``) of the evaluation.
         stop_after_epoch: stop (as if killed) after this epoch's checkpoint; for tests of ``resume``.
         deterministic: ``torch.use_deterministic_algorithms(True)`` (slower; CPU runs repeat bitwise without it).
+        on_epoch_end: called as ``on_epoch_end(epoch, step, model)`` after each epoch's checkpoint (learning
+            curves); the model is switched back to training mode afterwards.
     """
     from tqdm.auto import tqdm
 
@@ -141,7 +145,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
     if not resume and ckpt_path.exists() and not force:
         raise StlmError(f"{run_dir} already holds a checkpoint; pass --resume to continue it or --force to restart.")
     ensure_writable(run_dir)
-    with run_lock(run_dir):
+    with run_lock(run_dir), interrupts_reported(run_dir):  # Ctrl-C: say what was saved, how to resume
         prepare_run_dir(run_dir, record, force=force and not resume)
         clear_results(run_dir)
         if not resume:
@@ -246,6 +250,9 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
             if progress:
                 print(f"epoch {epoch + 1}/{epochs}: loss {json.loads(lines[-1])['loss']:.4f}, {elapsed:.0f} s",
                       flush=True)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, step, model)
+                model.train()
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
                 return run_dir
         if evaluate:

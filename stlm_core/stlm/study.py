@@ -1,0 +1,84 @@
+"""Learning curves of STLM variants on the CPU: pixel AUROC / AUPRO / image AUROC of the FA and w/o-FA maps
+against training steps, from one training run per variant (the model is evaluated in memory at chosen steps).
+
+Used by ``stlm bench learning`` and the book's learning-study chapter. Variants are named sets of config
+overrides (:data:`VARIANTS`), each applied on top of a profile, so every row says exactly what changed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stlm_core.data.spec import DataSpec
+
+# Named variants: overrides on top of the profile they are run with. "paper_faithful" is the official code's
+# recipe at the profile's resolution (random TinyViT students, shared decoder, jointly trained FA head).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "paper_faithful": {"teacher": "efficientnet_lite0", "student": "tinyvit", "use_plain": True, "fa_prior": None,
+                       "wo_fa_combine": "product", "student_freeze_bn": False},
+    "paper_faithful_sam_teacher": {"teacher": "reduced", "student": "tinyvit", "use_plain": True, "fa_prior": None,
+                                   "wo_fa_combine": "product", "student_freeze_bn": False},
+    "random_teacher": {"teacher_pretrained": False},
+    "plain_stream": {"use_plain": True},
+    "no_fa_prior": {"fa_prior": None},
+    "product_map": {"wo_fa_combine": "product"},
+    "student_bn_train": {"student_freeze_bn": False},
+    "no_fa": {"use_fa": False},
+    "one_level": {"use_decoder": False},
+    "aug_prob_1": {"aug_prob": 1.0},
+}
+
+
+def evaluate_in_memory(model, config, data: DataSpec, images: np.ndarray, masks: np.ndarray,
+                       labels: np.ndarray) -> dict[str, dict]:
+    """Metrics of every map of ``model`` on preloaded test images (eval mode; restores nothing)."""
+    from stlm_core.runs import RunMaps, score_maps
+    from stlm_core.stlm.evaluation import infer
+
+    model.eval()
+    maps, scores = infer(model, images, config, device=next(model.parameters()).device.type, progress=False)
+    n = len(labels)
+    run_maps = RunMaps(primary="fa" if "fa" in maps else "wo_fa", maps=maps, scores=scores, labels=labels,
+                       masks=masks, defects=np.array([""] * n), paths=np.array([""] * n))
+    return score_maps(run_maps)
+
+
+def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps: int = 600,
+                   eval_every: int = 100, runs_dir: str | Path = "runs/study", seed: int = 0,
+                   progress: bool = False, **extra: Any) -> list[dict]:
+    """Train ``variant`` for ``steps`` optimisation steps and evaluate at every epoch end that crosses a multiple
+    of ``eval_every``; returns one row per evaluation: variant, step, seconds, then ``<map>.<metric>``."""
+    from stlm_core.data.transforms import resize_mask
+    from stlm_core.stlm.config import StlmConfig
+    from stlm_core.stlm.training import train
+
+    overrides = {**VARIANTS[variant], **extra, "train_steps": steps, "seed": seed}
+    config = StlmConfig.from_profile(profile, **overrides)
+    images = data.load_images("test", config.image_size, progress=False)
+    samples = data.open("test")
+    masks = np.stack([resize_mask(s.mask, config.eval_size) for s in samples]).astype(np.uint8)
+    labels = np.array([int(s.label) for s in samples])
+    rows: list[dict] = []
+    state = {"next": eval_every, "t0": time.perf_counter(), "eval_s": 0.0}
+
+    def on_epoch_end(epoch: int, step: int, model) -> None:
+        if step < state["next"] and step < steps:
+            return
+        t = time.perf_counter()
+        metrics = evaluate_in_memory(model, config, data, images, masks, labels)
+        state["eval_s"] += time.perf_counter() - t
+        row = {"variant": variant, "dataset": data.dataset, "category": data.category, "step": step,
+               "train_s": time.perf_counter() - state["t0"] - state["eval_s"]}
+        for name, values in metrics.items():
+            row.update({f"{name}.{k}": v for k, v in values.items()})
+        rows.append(row)
+        while state["next"] <= step:
+            state["next"] += eval_every
+
+    train(config, data, runs_dir=runs_dir, force=True, evaluate=False, progress=progress, on_epoch_end=on_epoch_end)
+    return rows
