@@ -142,6 +142,16 @@ def ensure_writable(folder: str | os.PathLike) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise StlmError(f"cannot write to {folder} ({exc.strerror or exc}); choose a writable output folder "
+        blocker = _file_in_path(folder)
+        why = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
+        raise StlmError(f"cannot write to {folder} ({why}); choose a writable output folder "
                         "(--out / --runs-dir) or fix its permissions.") from None
     return folder
+
+
+def _file_in_path(folder: Path) -> Path | None:
+    """The existing non-folder (a regular file) that stands where ``folder`` or one of its parents should be."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return None if candidate.is_dir() else candidate
+    return None

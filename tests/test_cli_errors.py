@@ -235,3 +235,13 @@ def test_interrupt_before_the_first_epoch_says_nothing_was_saved(tmp_path, tiny_
 def test_resume_without_a_run_record_names_the_missing_options(tmp_path, capsys):
     code, err = run_cli(capsys, ["train", "--resume", "--out", tmp_path / "nothing", "--quiet"])
     assert_user_error(code, err, "--dataset", str(tmp_path / "nothing"))
+
+
+def test_train_without_data_options_names_them(tmp_path, capsys):
+    code, err = run_cli(capsys, ["train", "--out", tmp_path / "run", "--quiet"])
+    assert_user_error(code, err, "--dataset, --root, --category", "--resume --out RUN")
+
+
+def test_resume_from_the_record_refuses_changed_settings(trained_run, capsys):
+    code, err = run_cli(capsys, ["train", "--resume", "--out", trained_run, "--epochs", "3", "--quiet"])
+    assert_user_error(code, err, "--epochs", "recorded settings", str(trained_run))

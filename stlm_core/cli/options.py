@@ -19,14 +19,16 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_dataset(parser: argparse.ArgumentParser, *, category: bool = True) -> None:
-    """``--dataset``, ``--root`` (and ``--category``)."""
+def add_dataset(parser: argparse.ArgumentParser, *, category: bool = True, required: bool = True,
+                note: str = "") -> None:
+    """``--dataset``, ``--root`` (and ``--category``); ``required=False`` lets the handler check them (``note`` is
+    added to their help)."""
     from stlm_core.data.registry import DATASET_NAMES
 
-    parser.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="dataset layout")
-    parser.add_argument("--root", required=True, help="dataset root folder")
+    parser.add_argument("--dataset", required=required, choices=DATASET_NAMES, help=f"dataset layout{note}")
+    parser.add_argument("--root", required=required, help=f"dataset root folder{note}")
     if category:
-        parser.add_argument("--category", required=True, help="category (one model / run per category)")
+        parser.add_argument("--category", required=required, help=f"category: one model / run per category{note}")
 
 
 def add_runtime(parser: argparse.ArgumentParser, *, profile: bool = True) -> None:

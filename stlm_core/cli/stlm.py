@@ -42,17 +42,93 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return overrides
 
 
-def _train(args: argparse.Namespace) -> int:
+# Options that set the config or the data; a run continued from its record (--resume / --force --out RUN without
+# --dataset/--root/--category) takes them from the record instead.
+SETTING_OPTIONS = ("profile", "epochs", "steps", "batch_size", "seed", "image_size", "eval_size", "teacher",
+                   "student_init", "rotation", "plain", "decoder", "fa", "limit")
+DATA_OPTIONS = ("dataset", "root", "category")
+
+
+def _option(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _from_options(args: argparse.Namespace):
+    """(config, data, dtd) named on the command line."""
+    from stlm_core.configs import DEFAULT_PROFILE
     from stlm_core.data.spec import DataSpec
+    from stlm_core.stlm import StlmConfig
+
+    config = StlmConfig.from_profile(args.profile or DEFAULT_PROFILE, **overrides_from(args))
+    return config, DataSpec(args.dataset, args.root, args.category, args.limit), args.dtd
+
+
+def _from_record(args: argparse.Namespace):
+    """(config, data, dtd) recorded in the run ``--out`` (``--root`` may point at moved data)."""
+    from pathlib import Path
+
+    from stlm_core.data.spec import DataSpec
+    from stlm_core.errors import StlmError
+    from stlm_core.fileio import read_json
+    from stlm_core.runs import CONFIG_FILE, DATA_FILE
+    from stlm_core.stlm import StlmConfig
+    from stlm_core.stlm.evaluation import run_record_of
+
+    run_dir = Path(args.out)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise StlmError(f"{run_dir} holds no run record ({CONFIG_FILE}) to take the data and settings from: pass "
+                        "--dataset, --root and --category, or point --out at a run written by 'stlm train'.")
+    given = [_option(d) for d in (*SETTING_OPTIONS, "dataset", "category") if getattr(args, d) is not None]
+    if given:
+        raise StlmError(f"without --dataset/--root/--category, 'stlm train --resume/--force --out {run_dir}' reuses "
+                        f"the run's recorded settings; leave out {', '.join(given)} (or give --dataset, --root and "
+                        "--category too, or use another --out for other settings).")
+    record, recorded = run_record_of(run_dir), read_json(run_dir / DATA_FILE)
+    textures = str(record.get("textures", ""))
+    dtd = args.dtd or (textures[len("dtd:"):] if textures.startswith("dtd:") else None)
+    data = DataSpec(recorded["dataset"], args.root or recorded["root"], recorded["category"], recorded.get("limit"))
+    return StlmConfig.from_dict(record["config"]), data, dtd
+
+
+def train_inputs(args: argparse.Namespace):
+    """(config, data, dtd) of ``stlm train``: from the options, or, for ``--resume`` / ``--force`` with ``--out RUN``
+    and no --dataset/--root/--category, from RUN's record."""
+    from stlm_core.errors import StlmError
+
+    missing = [_option(d) for d in DATA_OPTIONS if getattr(args, d) is None]
+    if not missing:
+        return _from_options(args)
+    if args.out is not None and (args.resume or args.force):
+        return _from_record(args)
+    raise StlmError(f"the following options are required: {', '.join(missing)} (the data to train on); only "
+                    "'stlm train --resume --out RUN' (or --force --out RUN) takes them from an existing run.")
+
+
+def _resume_or_restart(args: argparse.Namespace) -> bool:
+    """``--resume`` of a run that saved no epoch yet starts it from the beginning (nothing is lost)."""
+    import sys
+    from pathlib import Path
+
+    from stlm_core.runs import CHECKPOINT_FILE, CONFIG_FILE
+
+    if not args.resume or args.out is None:
+        return args.resume
+    run_dir = Path(args.out)
+    if (run_dir / CONFIG_FILE).is_file() and not (run_dir / CHECKPOINT_FILE).exists():
+        print(f"note: {run_dir} has no saved epoch yet; training starts from the beginning.", file=sys.stderr)
+        return False
+    return True
+
+
+def _train(args: argparse.Namespace) -> int:
     from stlm_core.runtime import set_threads
-    from stlm_core.stlm import StlmConfig, train
+    from stlm_core.stlm import train
 
     set_threads(args.threads)
-    config = StlmConfig.from_profile(args.profile, **overrides_from(args))
-    run_dir = train(config, DataSpec(args.dataset, args.root, args.category, args.limit), run_dir=args.out,
-                    runs_dir=args.runs_dir, device=args.device, dtd=args.dtd, resume=args.resume, force=args.force,
-                    evaluate=not args.no_eval, save_maps=not args.no_maps, progress=not args.quiet,
-                    deterministic=args.deterministic)
+    config, data, dtd = train_inputs(args)
+    run_dir = train(config, data, run_dir=args.out, runs_dir=args.runs_dir, device=args.device, dtd=dtd,
+                    resume=_resume_or_restart(args), force=args.force, evaluate=not args.no_eval,
+                    save_maps=not args.no_maps, progress=not args.quiet, deterministic=args.deterministic)
     print(f"run directory: {run_dir}")
     if not args.no_eval:
         print_metrics(run_dir)
@@ -76,24 +152,47 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAIN_EPILOG = """\
+examples:
+  stlm train --dataset synthetic --root data/synthetic --category carpet_like
+  stlm train --resume --out RUN    continue RUN after Ctrl-C or a crash
+
+threads under load: on a machine shared with other jobs pass --threads 1 (and
+set OMP_NUM_THREADS=1): two jobs using every core of a small machine slow each
+other down 2-5x. The thread count is recorded in the run."""
+
+
+def _wrapped(text: str) -> str:
+    """``text`` filled to the terminal width, as argparse would (needed with RawDescriptionHelpFormatter)."""
+    import shutil
+    import textwrap
+
+    return textwrap.fill(text, width=max(40, shutil.get_terminal_size().columns - 2))
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train", help="train STLM on one category (checkpoints every epoch; --resume continues)",
-        description=(
+        description=_wrapped(
             "Train STLM (frozen teacher, two TinyViT student streams, shared mask decoder, FA head) on the normal "
             "training images of one category with synthetic pseudo-anomalies (Perlin masks; DTD textures if "
             "found, procedural textures otherwise). Writes the run record (config.json, losses.jsonl, an "
             "atomically replaced checkpoint.pt after every epoch), then evaluates the final epoch (no model "
             "selection on test data): metrics.json, maps.npz, finished.json. The paper profile needs the official "
             "SAM ViT-H and MobileSAM weights; cpu and smoke use them when present and record what they used."),
-        epilog="example: stlm train --dataset synthetic --root data/synthetic --category carpet_like --profile cpu")
-    add_dataset(train)
+        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataset(train, required=False, note=" (required, except with --resume/--force --out RUN)")
     add_runtime(train)
+    train.set_defaults(profile=None)  # None: not given (the default profile applies); see train_inputs
     train.add_argument("--out", default=None,
                        help="run directory (default: RUNS_DIR/stlm/<dataset>/<category>/<run-id>)")
     train.add_argument("--runs-dir", default="runs", help="root of the default run directories (default runs)")
-    train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
-    train.add_argument("--force", action="store_true", help="discard an existing run in --out and start again")
+    train.add_argument("--resume", action="store_true",
+                       help="continue a killed or interrupted run from its last checkpoint; 'stlm train --resume "
+                            "--out RUN' alone reuses RUN's recorded data and settings")
+    train.add_argument("--force", action="store_true",
+                       help="discard an existing run in --out and start again ('--force --out RUN' alone: with "
+                            "RUN's recorded data and settings)")
     train.add_argument("--dtd", default=None,
                        help="DTD root for anomaly textures (default $STLM_DTD or data/dtd; else procedural)")
     train.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
