@@ -31,20 +31,12 @@ from typing import Callable
 from tqdm import tqdm
 
 from stlm_core import __version__
+from stlm_core.fileio import file_sha256
 from stlm_core.errors import DownloadError
 
 CHUNK = 1 << 20
 USER_AGENT = f"stlm_core/{__version__} (+reproducibility study; python urllib)"
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".zip")
-
-
-def sha256_file(path: Path, chunk: int = CHUNK) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def part_path(dest: Path) -> Path:
@@ -79,7 +71,7 @@ def download_file(
     dest = Path(dest)
     expected = sha256.lower() if sha256 else None
     if dest.is_file():
-        actual = sha256_file(dest)
+        actual = file_sha256(dest)
         if expected is None or actual == expected:
             log(f"{dest.name}: already downloaded ({dest})")
             return actual
@@ -151,7 +143,7 @@ def download_file(
                 )
         actual = digest.hexdigest()
     else:
-        actual = sha256_file(part)
+        actual = file_sha256(part)
 
     if expected is not None and actual != expected:
         part.unlink(missing_ok=True)

@@ -118,6 +118,16 @@ def prepare_run_dir(run_dir: str | os.PathLike, record: Mapping[str, Any], *, fo
     return run_dir
 
 
+def begin_run(run_dir: str | os.PathLike, record: Mapping[str, Any], data: Any, *, force: bool = False) -> Path:
+    """Start (or restart) writing a run: check/write ``config.json``, drop old results (a restarted run never looks
+    finished), and record where the data was read from (``data.json``). Call it while holding :func:`run_lock`."""
+    run_dir = prepare_run_dir(run_dir, record, force=force)
+    clear_results(run_dir)
+    atomic_write_json(run_dir / DATA_FILE, {"dataset": data.dataset, "root": str(data.root),
+                                            "category": data.category, "limit": data.limit})
+    return run_dir
+
+
 def clear_results(run_dir: str | os.PathLike) -> None:
     """Remove the finished marker first, then the results (a crash in between never looks finished)."""
     run_dir = Path(run_dir)

@@ -22,25 +22,42 @@ def test_synthetic_category_shapes_and_regions():
     assert not masks.reshape(10, -1).any(axis=1).all()  # some normal images
 
 
-def test_bench_metrics_json(capsys):
-    assert main(["bench", "metrics", "--size", "64", "--images", "12", "--regions", "8", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+SMALL = ["bench", "metrics", "--size", "64", "--images", "12", "--regions", "8"]
+
+
+def test_bench_metrics_json_measures_only_ours_by_default(capsys):
+    assert main([*SMALL, "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
     assert result["data"]["images"] == 12 and result["data"]["size"] == 64
     assert set(result["metrics"]) >= {"pixel_auroc", "pixel_aupro", "pixel_ap", "pixel_f1_max", "image_auroc"}
     assert result["peak_memory_mb"] > 0 and result["total_s"] > 0
+    assert result["process_peak_memory_mb"] >= result["peak_memory_mb"]
     approx = result["aupro_thresholds"]
     assert approx["num_thresholds"] == 200
     assert approx["deviation_points"] == pytest.approx(100 * (approx["value"] - approx["exact"]))
-    sk = result["sklearn"]["pixel_auroc"]  # tiny input: scikit-learn runs and agrees
-    assert sk["abs_diff_vs_ours"] < 1e-9
+    assert result["compare"] is False
+    assert "skipped" in result["sklearn"] and "skipped" in result["anomalib"]
     assert result["target"]["applies"] is False
+    assert "bench metrics" in captured.err  # the progress bar is on stderr
+
+
+def test_bench_metrics_compare_agrees_with_sklearn(capsys):
+    assert main([*SMALL, "--json", "--compare", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["compare"] is True and captured.err == ""
+    for key in ("pixel_auroc", "pixel_ap", "pixel_f1_max"):  # tiny input: scikit-learn runs and agrees
+        assert result["sklearn"][key]["abs_diff_vs_ours"] < 1e-9, key
+    anomalib = result["anomalib"]
+    assert "skipped" in anomalib or anomalib["pixel_aupro"]["value"] is not None
 
 
 def test_bench_metrics_text(capsys):
-    assert main(["bench", "metrics", "--size", "32", "--images", "6", "--regions", "4", "--sklearn", "no"]) == 0
+    assert main(["bench", "metrics", "--size", "32", "--images", "6", "--regions", "4", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "SYNTHETIC data" in out and "pixel AUPRO (exact)" in out and "peak memory" in out
-    assert "scikit-learn: skipped" in out
+    assert "peak memory of the whole process" in out and "not run (--compare)" in out
 
 
 def test_bench_model_targets_call_the_method_benchmarks(monkeypatch, capsys):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
 
 PACKAGE = "stlm_core"
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE

@@ -30,8 +30,34 @@ def test_paper_profile_parameter_counts_match_spec():
     assert parameter_counts(model) == SPEC_COUNTS
 
 
-def test_cpu_profile_keeps_paper_architecture_counts():
-    assert parameter_counts(build_stlm(StlmConfig.from_profile("cpu"))) == SPEC_COUNTS
+def test_paper_faithful_variant_keeps_paper_architecture_counts():
+    from stlm_core.stlm.study import VARIANTS
+
+    config = StlmConfig.from_profile("cpu", **VARIANTS["paper_faithful"])
+    assert parameter_counts(build_stlm(config)) == SPEC_COUNTS
+
+
+def test_cpu_profile_starts_with_the_student_equal_to_the_pretrained_teacher():
+    """cpu profile: the denoising student is a trainable copy of the frozen ImageNet teacher (D(I) = T(I) at
+    step 0, so the w/o-FA map starts at zero), and the FA head starts at the prior probability."""
+    import math
+
+    config = StlmConfig.from_profile("cpu", image_size=64, eval_size=64)
+    teacher = build_teacher(config)
+    model = build_stlm(config, teacher=teacher).eval()
+    assert model.plain is None and model.plain_teacher is teacher and model.decoder is None
+    assert all(not p.requires_grad for p in teacher.parameters())
+    assert all(p.requires_grad for p in model.denoise.parameters())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        plain, denoise = model.streams(x)
+        maps = model.maps(plain, denoise)
+    for p, d in zip(plain, denoise):
+        torch.testing.assert_close(p, d)
+    assert maps["wo_fa_map"].abs().max() < 1e-5
+    assert model.fa.head[-1].bias.item() == pytest.approx(-math.log(99))
+    model.train()
+    assert not any(m.training for m in model.denoise.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
 def smoke_model(**overrides):
@@ -130,7 +156,7 @@ def test_mobile_sam_checkpoint_loads_into_decoder_and_students(tmp_path):
     sam = sam_model_registry["vit_t"](checkpoint=None)
     path = tmp_path / "mobile_sam.pt"
     torch.save(sam.state_dict(), path)
-    config = StlmConfig.from_profile("cpu")
+    config = StlmConfig.from_profile("cpu", student="tinyvit")
     decoder = build_mobilesam_decoder(image_size=config.image_size, checkpoint=path)
     for name, value in sam.mask_decoder.state_dict().items():
         assert torch.equal(decoder.mask_decoder.state_dict()[name], value), name
@@ -156,7 +182,9 @@ def test_paper_profile_refuses_without_weights(tmp_path, monkeypatch, mvtec_tree
 
 def test_config_validation_and_rotation_lists():
     with pytest.raises(StlmError, match="1024"):
-        StlmConfig.from_profile("cpu", teacher="vit_h")
+        StlmConfig.from_profile("smoke", teacher="vit_h")
+    with pytest.raises(StlmError, match="EfficientNet-Lite"):
+        StlmConfig.from_profile("cpu", teacher="reduced")  # a teacher copy needs a copyable teacher
     with pytest.raises(StlmError, match="multiple of 16"):
         StlmConfig.from_profile("smoke", image_size=100)
     assert rotation_for_category("bottle") == "full"

@@ -18,9 +18,9 @@ from stlm_core import runs
 from stlm_core.configs import ProfileConfig
 from stlm_core.data.spec import DataSpec
 from stlm_core.errors import ConfigError
-from stlm_core.fileio import atomic_write_json, ensure_writable
-from stlm_core.runs import (DATA_FILE, RunMaps, clear_results, make_provenance, mark_finished, prepare_run_dir,
-                            run_dir_for, run_lock, run_record, score_maps, write_metrics)
+from stlm_core.fileio import ensure_writable
+from stlm_core.runs import (RunMaps, begin_run, make_provenance, mark_finished, run_dir_for, run_lock, run_record,
+                            score_maps, write_metrics)
 from stlm_core.runtime import resolve_device
 
 
@@ -81,10 +81,7 @@ def run(config: PatchCoreConfig, data: DataSpec, *, run_dir: str | Path | None =
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(runs_dir, record)
     ensure_writable(run_dir)
     with run_lock(run_dir):
-        prepare_run_dir(run_dir, record, force=force)
-        clear_results(run_dir)
-        atomic_write_json(run_dir / DATA_FILE, {"dataset": data.dataset, "root": str(data.root),
-                                                "category": data.category, "limit": data.limit})
+        begin_run(run_dir, record, data, force=force)
         train_images = [s.image for s in data.open("train")]
         samples = data.open("test")
         test_images = [s.image for s in samples]

@@ -21,7 +21,6 @@ Example::
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -64,19 +63,14 @@ def pretrained_weights_file(variant: str) -> Path:
     return path
 
 
-@lru_cache(maxsize=None)
-def _file_sha256_cached(path: str) -> str:
-    from stlm_core.fileio import file_sha256  # the project's sha256 helper (re-exported by stlm_core.weights)
-
-    return file_sha256(Path(path))
-
-
 def weights_identity(variant: str, *, pretrained: bool = True) -> str:
     """``'efficientnet_lite0@<sha256 of the weights file>'``, or ``'random-init'`` when not pretrained."""
     if not pretrained:
         return "random-init"
+    from stlm_core.weights import weights_identity as identity  # the one (cached) sha256 of weights files
+
     name = canonical_variant(variant)
-    return f"{name}@{_file_sha256_cached(str(pretrained_weights_file(name)))}"
+    return identity(name, pretrained_weights_file(name))
 
 
 def build_efficientnet_lite(variant: str, *, pretrained: bool = True) -> nn.Module:

@@ -28,9 +28,8 @@ import torch.nn.functional as F
 
 from stlm_core.data.spec import DataSpec
 from stlm_core.errors import StlmError
-from stlm_core.fileio import atomic_write_json, atomic_write_text, ensure_writable
-from stlm_core.runs import (CHECKPOINT_FILE, DATA_FILE, LOSSES_FILE, clear_results, prepare_run_dir, run_dir_for,
-                            run_lock, run_record)
+from stlm_core.fileio import atomic_write_text, ensure_writable
+from stlm_core.runs import CHECKPOINT_FILE, LOSSES_FILE, begin_run, run_dir_for, run_lock, run_record
 from stlm_core.runtime import resolve_device
 from stlm_core.stlm.checkpoint import interrupts_reported, load_checkpoint, save_checkpoint
 from stlm_core.stlm.config import StlmConfig
@@ -146,13 +145,10 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
         raise StlmError(f"{run_dir} already holds a checkpoint; pass --resume to continue it or --force to restart.")
     ensure_writable(run_dir)
     with run_lock(run_dir), interrupts_reported(run_dir):  # Ctrl-C: say what was saved, how to resume
-        prepare_run_dir(run_dir, record, force=force and not resume)
-        clear_results(run_dir)
+        begin_run(run_dir, record, data, force=force and not resume)
         if not resume:
             for stale in (ckpt_path, log_path):
                 stale.unlink(missing_ok=True)
-        atomic_write_json(run_dir / DATA_FILE, {"dataset": data.dataset, "root": str(data.root),
-                                                "category": data.category, "limit": data.limit})
 
         images = data.load_images("train", config.image_size, progress=progress)
         n_train = len(images)
