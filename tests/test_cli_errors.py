@@ -245,3 +245,34 @@ def test_train_without_data_options_names_them(tmp_path, capsys):
 def test_resume_from_the_record_refuses_changed_settings(trained_run, capsys):
     code, err = run_cli(capsys, ["train", "--resume", "--out", trained_run, "--epochs", "3", "--quiet"])
     assert_user_error(code, err, "--epochs", "recorded settings", str(trained_run))
+
+
+def test_force_from_the_record_retrains_a_damaged_run(trained_run, capsys):
+    (trained_run / CHECKPOINT_FILE).write_bytes(b"")
+    assert main(["train", "--force", "--out", str(trained_run), "--quiet", "--threads", "1"]) == 0
+    assert is_finished(trained_run)
+
+
+# ------------------------------------------------------------------------------------------ escaped OS errors
+
+
+def test_permission_error_from_a_handler_is_a_message(monkeypatch, capsys):
+    from stlm_core.metrics import benchmark
+
+    def denied(**kwargs):
+        raise PermissionError(13, "Permission denied", "/data/locked/maps.npz")
+
+    monkeypatch.setattr(benchmark, "bench_metrics", denied)
+    code, err = run_cli(capsys, ["bench", "metrics", "--quiet"])
+    assert_user_error(code, err, "/data/locked/maps.npz", "permissions")
+
+
+def test_plain_interrupt_exits_130(monkeypatch, capsys):
+    from stlm_core.metrics import benchmark
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(benchmark, "bench_metrics", interrupted)
+    code, err = run_cli(capsys, ["bench", "metrics", "--quiet"])
+    assert code == 130 and "interrupted" in err and "Traceback" not in err

@@ -54,7 +54,7 @@ def load_checkpoint(path: Path, device: str = "cpu") -> dict[str, Any]:
     return state
 
 
-_RESTART_FIX = "Retrain the run from scratch with --force: 'stlm train --force --out {run}' (its recorded settings)."
+_RESTART_FIX = "Retrain the run from scratch with its recorded settings: 'stlm train --force --out {run}'."
 
 
 def _quote(path: Path) -> str:
