@@ -185,3 +185,29 @@ def speed_accuracy_scatter(points, x: str, y: str, size: str | None = None, labe
     ax.set_ylabel(ylabel or y)
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def learning_curves_figure(curves, metric: str = "pixel_auroc", width: float = 4.2) -> Figure:
+    """One panel per category of a learning-study frame (rows: variant, category, step, ``<map>.<metric>``):
+    the FA map solid, the w/o-FA map dashed, one colour per variant; chance (0.5) dotted."""
+    from matplotlib import colormaps
+
+    categories = list(dict.fromkeys(curves["category"]))
+    variants = list(dict.fromkeys(curves["variant"]))
+    colours = {v: colormaps["tab10"](i % 10) for i, v in enumerate(variants)}
+    fig = Figure(figsize=(width * len(categories), 3.2), layout="constrained")
+    axes = fig.subplots(1, len(categories), squeeze=False, sharey=True)[0]
+    for ax, category in zip(axes, categories):
+        for variant in variants:
+            part = curves[(curves["category"] == category) & (curves["variant"] == variant)].sort_values("step")
+            for map_name, style in (("fa", "-"), ("wo_fa", "--")):
+                column = f"{map_name}.{metric}"
+                if column in part and part[column].notna().any():
+                    ax.plot(part["step"], part[column], style, color=colours[variant], lw=1.3,
+                            label=f"{variant} ({'FA' if map_name == 'fa' else 'w/o FA'})")
+        ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set_title(category, fontsize=9)
+        ax.set_xlabel("training step")
+    axes[0].set_ylabel(metric.replace("_", " "))
+    axes[-1].legend(fontsize=6, loc="lower right")
+    return fig

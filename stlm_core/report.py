@@ -82,3 +82,31 @@ def localiser_note(run_dirs: Iterable[str | Path]):
             lines.append("CLIP localiser: <b>training-free</b> (WinCLIP-style patch/text similarity; no adapters "
                          "were given, unlike the paper's setting).")
     return HTML("<p>" + "<br>".join(lines) + "</p>")
+
+
+def describe_learning(curves):
+    """Two or three sentences, generated from a learning-study frame, on what the curves show and cannot show."""
+    from IPython.display import Markdown
+
+    final = curves.sort_values("step").groupby(["variant", "category"]).tail(1)
+    best_map = final[["fa.pixel_auroc", "wo_fa.pixel_auroc"]].max(axis=1) if "fa.pixel_auroc" in final \
+        else final["wo_fa.pixel_auroc"]
+    final = final.assign(best=best_map)
+    by_variant = final.groupby("variant")["best"].mean().sort_values(ascending=False)
+    lines = []
+    top, top_value = by_variant.index[0], by_variant.iloc[0]
+    lines.append(f"After {int(final['step'].max())} steps the best variant is **{top}** (mean pixel AUROC of its "
+                 f"better map {100 * top_value:.1f} % over {final['category'].nunique()} categories).")
+    for name in ("paper_faithful", "random_teacher"):
+        if name in by_variant and name != top:
+            lines.append(f"**{name}** reaches {100 * by_variant[name]:.1f} % on the same data and schedule.")
+    below = final[final["best"] < 0.5]
+    if len(below):
+        lines.append(f"{len(below)} of {len(final)} variant/category results are below chance (0.5): those maps "
+                     "rank normal pixels above defective ones.")
+    synthetic = set(final["dataset"]) == {"synthetic"}
+    lines.append("These are short CPU schedules with an ImageNet teacher instead of SAM"
+                 + (" on synthetic images" if synthetic else "")
+                 + "; they show which recipe learns within minutes, not what STLM reaches with SAM at 1024 px on a "
+                   "GPU.")
+    return Markdown(" ".join(lines))

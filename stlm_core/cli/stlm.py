@@ -35,7 +35,9 @@ def overrides_from(args: argparse.Namespace) -> dict:
     named = {"epochs": args.epochs, "train_steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
              "image_size": args.image_size, "eval_size": args.eval_size or args.image_size, "teacher": args.teacher,
              "student_init": args.student_init, "rotation": args.rotation, "use_plain": args.plain,
-             "use_decoder": args.decoder, "use_fa": args.fa}
+             "use_decoder": args.decoder, "use_fa": args.fa, "student": args.student,
+             "teacher_pretrained": args.teacher_pretrained, "fa_prior": args.fa_prior,
+             "wo_fa_combine": args.wo_fa_combine}
     overrides = {k: v for k, v in named.items() if v is not None}
     if args.epochs is not None and args.steps is None:
         overrides["train_steps"] = None  # an explicit --epochs wins over the profile's step budget
@@ -45,7 +47,8 @@ def overrides_from(args: argparse.Namespace) -> dict:
 # Options that set the config or the data; a run continued from its record (--resume / --force --out RUN without
 # --dataset/--root/--category) takes them from the record instead.
 SETTING_OPTIONS = ("profile", "epochs", "steps", "batch_size", "seed", "image_size", "eval_size", "teacher",
-                   "student_init", "rotation", "plain", "decoder", "fa", "limit")
+                   "student_init", "rotation", "plain", "decoder", "fa", "limit", "student", "teacher_pretrained",
+                   "fa_prior", "wo_fa_combine")
 DATA_OPTIONS = ("dataset", "root", "category")
 
 
@@ -208,8 +211,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--rotation", choices=("auto", "none", "slight", "full"), default=None,
                        help="rotation augmentation (auto = per-category lists of the official code, disjoint)")
     ablation = train.add_argument_group("ablations (STLM paper)")
-    ablation.add_argument("--teacher", choices=("vit_h", "vit_l", "vit_b", "reduced", "tiny"), default=None,
-                          help="teacher variant (paper vit_h; cpu reduced; smoke tiny)")
+    from stlm_core.stlm.config import STUDENTS, TEACHERS, WO_FA_COMBINES
+
+    ablation.add_argument("--teacher", choices=TEACHERS, default=None,
+                          help="teacher (paper vit_h = SAM ViT-H; cpu efficientnet_lite0 = the ImageNet network that "
+                               "installs offline; smoke tiny); vit_b / vit_h load official SAM weights when present")
+    _bool_switch(ablation, "teacher-pretrained", "the teacher's pretrained weights (default)",
+                 "a randomly initialised teacher ('the teacher knows nothing')")
+    ablation.add_argument("--student", choices=STUDENTS, default=None,
+                          help="tinyvit = TinyViT students + shared decoder (paper); teacher_copy = students start as "
+                               "copies of the teacher (cpu)")
+    ablation.add_argument("--fa-prior", type=float, default=None,
+                          help="initialise the FA head at this probability (cpu 0.01; paper: default init)")
+    ablation.add_argument("--wo-fa-combine", choices=WO_FA_COMBINES, default=None,
+                          help="w/o-FA map: product (paper) or sum (cpu) over levels of (1 - cos)")
     ablation.add_argument("--student-init", choices=("random", "mobilesam"), default=None,
                           help="student initialisation: random (official code) or MobileSAM's encoder")
     _bool_switch(ablation, "plain", "use the plain stream (default)",

@@ -48,17 +48,43 @@ def evaluate_in_memory(model, config, data: DataSpec, images: np.ndarray, masks:
     return score_maps(run_maps)
 
 
-def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps: int = 600,
-                   eval_every: int = 100, runs_dir: str | Path = "runs/study", seed: int = 0,
-                   progress: bool = False, **extra: Any) -> list[dict]:
-    """Train ``variant`` for ``steps`` optimisation steps and evaluate at every epoch end that crosses a multiple
-    of ``eval_every``; returns one row per evaluation: variant, step, seconds, then ``<map>.<metric>``."""
-    from stlm_core.data.transforms import resize_mask
-    from stlm_core.stlm.config import StlmConfig
-    from stlm_core.stlm.training import train
+CURVE_FILE = "curve.json"
 
-    overrides = {**VARIANTS[variant], **extra, "train_steps": steps, "seed": seed}
-    config = StlmConfig.from_profile(profile, **overrides)
+
+def variant_config(variant: str, *, profile: str = "cpu", steps: int = 600, seed: int = 0, **extra: Any):
+    """The :class:`~stlm_core.stlm.config.StlmConfig` of a named variant trained for ``steps`` steps."""
+    from stlm_core.stlm.config import StlmConfig
+
+    if variant not in VARIANTS:
+        from stlm_core.errors import ConfigError
+
+        raise ConfigError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}.")
+    return StlmConfig.from_profile(profile, **{**VARIANTS[variant], **extra, "train_steps": steps, "seed": seed})
+
+
+def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps: int = 600,
+                   eval_every: int = 100, runs_dir: str | Path = "runs", seed: int = 0, force: bool = False,
+                   progress: bool = False, **extra: Any) -> list[dict]:
+    """Train ``variant`` for ``steps`` optimisation steps, evaluating at every epoch end that crosses a multiple
+    of ``eval_every``; returns one row per evaluation (variant, step, training seconds, ``<map>.<metric>``).
+
+    The run is an ordinary STLM run record (final metrics, maps) with the curve in ``curve.json``; a finished run
+    with its curve is reused unless ``force``.
+    """
+    from stlm_core.data.transforms import resize_mask
+    from stlm_core.fileio import atomic_write_json, read_json
+    from stlm_core.runs import is_finished, run_dir_for
+    from stlm_core.stlm.pseudo_anomaly import texture_source
+    from stlm_core.stlm.training import stlm_record, train
+
+    config = variant_config(variant, profile=profile, steps=steps, seed=seed, **extra)
+    record, _ = stlm_record(config, data, texture_source(None).name)
+    run_dir = run_dir_for(runs_dir, record)
+    curve_path = run_dir / CURVE_FILE
+    if not force and is_finished(run_dir) and curve_path.is_file():
+        saved = read_json(curve_path)
+        if saved.get("eval_every") == eval_every:
+            return saved["rows"]
     images = data.load_images("test", config.image_size, progress=False)
     samples = data.open("test")
     masks = np.stack([resize_mask(s.mask, config.eval_size) for s in samples]).astype(np.uint8)
@@ -80,5 +106,6 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
         while state["next"] <= step:
             state["next"] += eval_every
 
-    train(config, data, runs_dir=runs_dir, force=True, evaluate=False, progress=progress, on_epoch_end=on_epoch_end)
+    train(config, data, run_dir=run_dir, force=True, progress=progress, on_epoch_end=on_epoch_end)
+    atomic_write_json(curve_path, {"variant": variant, "eval_every": eval_every, "rows": rows})
     return rows

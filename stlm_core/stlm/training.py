@@ -144,6 +144,10 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
     if not resume and ckpt_path.exists() and not force:
         raise StlmError(f"{run_dir} already holds a checkpoint; pass --resume to continue it or --force to restart.")
     ensure_writable(run_dir)
+    state = load_checkpoint(ckpt_path, device) if resume else None  # a damaged file is reported before any change
+    if state is not None and state.get("record") != record:
+        raise StlmError(f"{ckpt_path} was written for a different configuration; use another run directory or "
+                        "restart with --force.")
     with run_lock(run_dir), interrupts_reported(run_dir):  # Ctrl-C: say what was saved, how to resume
         begin_run(run_dir, record, data, force=force and not resume)
         if not resume:
@@ -165,11 +169,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
         optimisers = make_optimisers(model, config)
         rng = np.random.default_rng(config.seed)
         start_epoch, step, elapsed, resumed_from = 0, 0, 0.0, None
-        if resume:
-            state = load_checkpoint(ckpt_path, device)
-            if state.get("record") != record:
-                raise StlmError(f"{ckpt_path} was written for a different configuration; use another run directory "
-                                "or restart with --force.")
+        if state is not None:
             model.load_state_dict(state["model"], strict=False)
             if state.get("teacher") is not None:
                 teacher.load_state_dict(state["teacher"])
