@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= data/synthetic
-BOOK_PROFILE ?= smoke
+
 
 .PHONY: book test venv clean-book
 
@@ -19,7 +19,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 # The report, on the embedded synthetic default (see book/build.py for the pipeline).
 book: $(STAMP)
-	$(PY) book/build.py --data-root $(DATA_ROOT) --profile $(BOOK_PROFILE)
+	$(PY) book/build.py --data-root $(DATA_ROOT)
 
 # The whole test suite; pytest's "no tests collected" (exit 5) counts as a failure.
 test: $(STAMP)

@@ -1,7 +1,13 @@
 """Build the report: execute every chapter notebook with papermill, then render HTML with Jupyter Book 1.x.
 
-    python book/build.py                                  # the embedded default (synthetic data, smoke profile)
-    python book/build.py --data mvtec=/data/mvtec_anomaly_detection --profile paper
+    python book/build.py                                  # the embedded default (synthetic data, see below)
+    python book/build.py --data mvtec=/data/mvtec_anomaly_detection --profile cpu --full
+    python book/build.py --data mvtec=/data/mvtec_anomaly_detection --profile paper --full
+
+The embedded default runs every chapter with its notebook's own defaults (the learning ``cpu`` profile) except
+where ``chapters.yml`` gives ``budget`` parameters that keep a fresh build within about 15 minutes on 2 cores
+(shorter schedules, fewer variants; each such page says so). ``--full`` ignores the budgets; ``--profile``
+overrides every chapter's profile.
 
 Chapters are listed in ``book/chapters.yml``. Executed notebooks go to ``book/generated/`` (git-ignored), the table of
 contents is written to ``book/_toc.yml``, and the HTML lands in ``book/_build/html/``. A notebook that fails stops the
@@ -39,8 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "Default: synthetic=<--data-root>")
     parser.add_argument("--data-root", default="data/synthetic",
                         help="root of the synthetic dataset (generated there if missing; default data/synthetic)")
-    parser.add_argument("--profile", default="smoke", choices=("paper", "cpu", "smoke"),
-                        help="profile passed to chapters that declare a `profile` parameter (default smoke)")
+    parser.add_argument("--profile", default=None, choices=("paper", "cpu", "smoke"),
+                        help="profile for every chapter that declares a `profile` parameter (default: each "
+                             "notebook's own, the learning cpu profile, or its chapters.yml budget)")
+    parser.add_argument("--full", action="store_true",
+                        help="ignore the chapters' `budget` parameters (full schedules and grids; slower)")
     parser.add_argument("--runs-dir", type=Path, default=REPO / "runs",
                         help="where run records are written and reused (default: runs/ in the repository)")
     parser.add_argument("--only", action="append", default=[], metavar="NOTEBOOK",
@@ -123,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             if chapter.get("per_dataset") else [(stem, {}, None)]
         for out_stem, params, suffix in runs:
             output = GENERATED / f"{out_stem}.ipynb"
-            params = {**chapter.get("params", {}), **params, "profile": args.profile,
-                      "runs_dir": str(args.runs_dir)}
+            budget = {} if args.full else chapter.get("budget", {})
+            params = {**chapter.get("params", {}), **budget, **params, "runs_dir": str(args.runs_dir)}
+            if args.profile is not None:
+                params["profile"] = args.profile
             wanted = not args.only or chapter["notebook"] in args.only
             if not args.skip_execute and wanted:
                 try:

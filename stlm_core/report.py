@@ -110,3 +110,20 @@ def describe_learning(curves):
                  + "; they show which recipe learns within minutes, not what STLM reaches with SAM at 1024 px on a "
                    "GPU.")
     return Markdown(" ".join(lines))
+
+
+def schedule_note(profile: str, steps: int | None):
+    """A visible note when a page trains a different schedule than its profile's (e.g. a shorter one that fits the
+    book's build budget), with the profile's own schedule for comparison."""
+    from IPython.display import HTML
+
+    from stlm_core.stlm.config import StlmConfig
+
+    config = StlmConfig.from_profile(profile)
+    planned = f"{config.train_steps} steps" if config.train_steps else f"{config.epochs} epochs"
+    if steps is None:
+        return HTML(f"<p>Schedule: the <b>{html.escape(profile)}</b> profile's {planned} at batch "
+                    f"{config.batch_size}.</p>")
+    return HTML(f'<div class="stlm-note" style="{BANNER_STYLE}">&#9888; Shortened schedule: {steps} steps instead of '
+                f"the {html.escape(profile)} profile's {planned}, to fit the book's build time. Rerun this chapter "
+                f"with <code>-p steps None</code> for the full schedule.</div>")
