@@ -7,7 +7,7 @@
 The embedded default runs every chapter with its notebook's own defaults (the learning ``cpu`` profile) except
 where ``chapters.yml`` gives ``budget`` parameters that keep a fresh build within about 15 minutes on 2 cores
 (shorter schedules, fewer variants; each such page says so). ``--full`` ignores the budgets; ``--profile``
-overrides every chapter's profile.
+sets every chapter's profile and also ignores them (each chapter then runs its profile's own schedule).
 
 Chapters are listed in ``book/chapters.yml``. Executed notebooks go to ``book/generated/`` (git-ignored), the table of
 contents is written to ``book/_toc.yml``, and the HTML lands in ``book/_build/html/``. A notebook that fails stops the
@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="profile for every chapter that declares a `profile` parameter (default: each "
                              "notebook's own, the learning cpu profile, or its chapters.yml budget)")
     parser.add_argument("--full", action="store_true",
-                        help="ignore the chapters' `budget` parameters (full schedules and grids; slower)")
+                        help="ignore the chapters' `budget` parameters (full schedules and grids; slower); "
+                             "implied by --profile")
     parser.add_argument("--runs-dir", type=Path, default=REPO / "runs",
                         help="where run records are written and reused (default: runs/ in the repository)")
     parser.add_argument("--only", action="append", default=[], metavar="NOTEBOOK",
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             if chapter.get("per_dataset") else [(stem, {}, None)]
         for out_stem, params, suffix in runs:
             output = GENERATED / f"{out_stem}.ipynb"
-            budget = {} if args.full else chapter.get("budget", {})
+            budget = {} if args.full or args.profile else chapter.get("budget", {})
             params = {**chapter.get("params", {}), **budget, **params, "runs_dir": str(args.runs_dir)}
             if args.profile is not None:
                 params["profile"] = args.profile

@@ -51,21 +51,23 @@ def evaluate_in_memory(model, config, data: DataSpec, images: np.ndarray, masks:
 CURVE_FILE = "curve.json"
 
 
-def variant_config(variant: str, *, profile: str = "cpu", steps: int = 600, seed: int = 0, **extra: Any):
-    """The :class:`~stlm_core.stlm.config.StlmConfig` of a named variant trained for ``steps`` steps."""
+def variant_config(variant: str, *, profile: str = "cpu", steps: int | None = None, seed: int = 0, **extra: Any):
+    """The :class:`~stlm_core.stlm.config.StlmConfig` of a named variant trained for ``steps`` steps (``None``: the
+    profile's schedule)."""
     from stlm_core.stlm.config import StlmConfig
 
     if variant not in VARIANTS:
         from stlm_core.errors import ConfigError
 
         raise ConfigError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}.")
-    return StlmConfig.from_profile(profile, **{**VARIANTS[variant], **extra, "train_steps": steps, "seed": seed})
+    schedule = {} if steps is None else {"train_steps": steps}
+    return StlmConfig.from_profile(profile, **{**VARIANTS[variant], **extra, **schedule, "seed": seed})
 
 
-def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps: int = 600,
+def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps: int | None = None,
                    eval_every: int = 100, runs_dir: str | Path = "runs", seed: int = 0, force: bool = False,
                    progress: bool = False, **extra: Any) -> list[dict]:
-    """Train ``variant`` for ``steps`` optimisation steps, evaluating at every epoch end that crosses a multiple
+    """Train ``variant`` for ``steps`` optimisation steps (``None``: the profile's schedule), evaluating at every epoch end that crosses a multiple
     of ``eval_every``; returns one row per evaluation (variant, step, training seconds, ``<map>.<metric>``).
 
     The run is an ordinary STLM run record (final metrics, maps) with the curve in ``curve.json``; a finished run
@@ -85,6 +87,9 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
         saved = read_json(curve_path)
         if saved.get("eval_every") == eval_every:
             return saved["rows"]
+    n_train = len(data.open("train"))
+    total_epochs = (-(-config.train_steps // max(1, n_train // config.batch_size)) if config.train_steps
+                    else config.epochs)
     images = data.load_images("test", config.image_size, progress=False)
     samples = data.open("test")
     masks = np.stack([resize_mask(s.mask, config.eval_size) for s in samples]).astype(np.uint8)
@@ -93,7 +98,7 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
     state = {"next": eval_every, "t0": time.perf_counter(), "eval_s": 0.0}
 
     def on_epoch_end(epoch: int, step: int, model) -> None:
-        if step < state["next"] and step < steps:
+        if step < state["next"] and epoch < total_epochs:
             return
         t = time.perf_counter()
         metrics = evaluate_in_memory(model, config, data, images, masks, labels)
