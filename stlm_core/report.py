@@ -127,3 +127,35 @@ def schedule_note(profile: str, steps: int | None):
     return HTML(f'<div class="stlm-note" style="{BANNER_STYLE}">&#9888; Shortened schedule: {steps} steps instead of '
                 f"the {html.escape(profile)} profile's {planned}, to fit the book's build time. Rerun this chapter "
                 f"with <code>-p steps None</code> for the full schedule.</div>")
+
+
+def describe_results(runs, baseline=None):
+    """Two or three generated sentences on an STLM results table: which map is better, how it compares with the
+    baseline, whether any map is below chance, and what the numbers cannot show."""
+    from IPython.display import Markdown
+
+    fa = runs["pixel_auroc"] if (runs["map"] == "fa").all() else None
+    wo_fa = runs["wo_fa.pixel_auroc"] if "wo_fa.pixel_auroc" in runs else runs["pixel_auroc"]
+    parts = []
+    if fa is not None:
+        better = "FA" if fa.mean() >= wo_fa.mean() else "w/o-FA"
+        parts.append(f"Mean pixel AUROC over {len(runs)} categories: FA map {100 * fa.mean():.1f} %, w/o-FA map "
+                     f"{100 * wo_fa.mean():.1f} %; the {better} map is the better one here.")
+    else:
+        parts.append(f"Mean pixel AUROC of the w/o-FA map over {len(runs)} categories: {100 * wo_fa.mean():.1f} %.")
+    if baseline is not None and len(baseline):
+        parts.append(f"PatchCore on the same images: {100 * baseline['pixel_auroc'].mean():.1f} %.")
+    maps = [m for m in (fa, wo_fa) if m is not None]
+    below = sorted({c for m in maps for c, v in m.items() if v < 0.5})
+    if below:
+        parts.append(f"Below chance (< 50 %) in: {', '.join(map(str, below))}.")
+    caveats = []
+    if bool(runs["synthetic"].any()):
+        caveats.append("synthetic images")
+    if bool(runs["random_init"].fillna(False).any()):
+        caveats.append("randomly initialised parts")
+    profiles = ", ".join(sorted(set(runs["profile"].dropna())))
+    parts.append(f"Profile {profiles}" + (f", {' and '.join(caveats)}" if caveats else "")
+                 + ": these numbers say how this setting performs on this data, not what the paper's SAM-guided "
+                   "model reaches on MVTec AD.")
+    return Markdown(" ".join(parts))
