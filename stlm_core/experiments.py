@@ -58,7 +58,7 @@ def clipsam_run(dataset: str, root: str | Path, category: str, *, profile: str =
     run_dir = run_dir_for(runs_dir, record)
     if is_finished(run_dir) and not force:
         return run_dir
-    return run(config, data, run_dir=run_dir, adapters=adapters, device=device, force=True, progress=progress)
+    return run(effective, data, run_dir=run_dir, adapters=adapters, device=device, force=True, progress=progress)
 
 
 def patchcore_run(dataset: str, root: str | Path, category: str, *, profile: str = "cpu",

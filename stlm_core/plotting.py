@@ -211,3 +211,16 @@ def learning_curves_figure(curves, metric: str = "pixel_auroc", width: float = 4
     axes[0].set_ylabel(metric.replace("_", " "))
     axes[-1].legend(fontsize=6, loc="lower right")
     return fig
+
+
+def ablation_bars(table, column: str, title: str = "") -> Figure:
+    """Horizontal bars of one column of an ablation table (rows = ablations), zero line marked."""
+    fig = Figure(figsize=(6, 0.3 * len(table) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    values = table[column]
+    ax.barh(list(values.index)[::-1], list(values.values)[::-1],
+            color=["tab:green" if v >= 0 else "tab:red" for v in list(values.values)[::-1]])
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel(column)
+    ax.set_title(title, fontsize=10)
+    return fig

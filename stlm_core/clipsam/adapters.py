@@ -121,7 +121,7 @@ def train_adapters(
     ``datasets`` should be the **test** splits of every category of ``dataset_name`` (cross-dataset protocol).
     Returns the adapters and a history ``{"epoch_loss": [...], "step_loss": [...], ...}``.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     cfg = backbone.config
     torch.manual_seed(seed)

@@ -150,7 +150,7 @@ class ClipSamPipeline:
         ``clip_scores`` (N,), ``labels`` (N,), ``paths``, ``prompts`` (per image, original pixels), ``timings_ms``
         (per stage, list over images), ``sam_calls`` (number of images where S_a was non-empty).
         """
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         size = self.config.eval_size
         n = len(samples) if limit is None else min(limit, len(samples))

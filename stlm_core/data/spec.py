@@ -47,7 +47,7 @@ class DataSpec:
 
     def load_images(self, split: str, size: int, *, progress: bool = True) -> np.ndarray:
         """Every image of the split resized to (size, size) (PIL bilinear): uint8 (N, size, size, 3)."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         from stlm_core.data.transforms import resize_image
 

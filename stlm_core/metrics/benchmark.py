@@ -84,7 +84,7 @@ class _Steps:
     def __init__(self, names: list[str], progress: bool) -> None:
         import sys
 
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         self.bar = tqdm(total=len(names), desc="bench metrics", unit="step", file=sys.stderr, disable=not progress,
                         leave=False)

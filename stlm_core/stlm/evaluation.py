@@ -75,7 +75,7 @@ def infer(model, images: np.ndarray, config: StlmConfig, device: str = "cpu", ba
           progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(maps, scores) for uint8 images (N, S, S, 3): name (``fa``, ``wo_fa``) -> float32 (N, E, E) at
     ``config.eval_size``, and name -> (N,) image scores."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from stlm_core.data.transforms import to_tensor
 

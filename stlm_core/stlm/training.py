@@ -125,7 +125,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
         on_epoch_end: called as ``on_epoch_end(epoch, step, model)`` after each epoch's checkpoint (learning
             curves); the model is switched back to training mode afterwards.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from stlm_core.data.transforms import to_tensor
     from stlm_core.stlm.build import build_for_training, weights_identities
