@@ -118,13 +118,15 @@ def prepare_run_dir(run_dir: str | os.PathLike, record: Mapping[str, Any], *, fo
     return run_dir
 
 
-def begin_run(run_dir: str | os.PathLike, record: Mapping[str, Any], data: Any, *, force: bool = False) -> Path:
+def begin_run(run_dir: str | os.PathLike, record: Mapping[str, Any], data: Any, *, force: bool = False,
+              **locations: Any) -> Path:
     """Start (or restart) writing a run: check/write ``config.json``, drop old results (a restarted run never looks
-    finished), and record where the data was read from (``data.json``). Call it while holding :func:`run_lock`."""
+    finished), and record where the data was read from (``data.json``, plus any other ``locations`` such as the
+    texture folder). Call it while holding :func:`run_lock`."""
     run_dir = prepare_run_dir(run_dir, record, force=force)
     clear_results(run_dir)
     atomic_write_json(run_dir / DATA_FILE, {"dataset": data.dataset, "root": str(data.root),
-                                            "category": data.category, "limit": data.limit})
+                                            "category": data.category, "limit": data.limit, **locations})
     return run_dir
 
 

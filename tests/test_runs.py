@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -136,3 +137,17 @@ def test_run_lock_refuses_a_second_writer_and_takes_over_a_stale_lock(tmp_path):
     with pytest.warns(UserWarning, match="stale lock"):
         with run_lock(tmp_path):
             pass
+
+
+def test_default_locations_come_from_the_repository_not_the_working_directory(tmp_path, monkeypatch):
+    from stlm_core.paths import default_data_root, default_runs_dir, repo_root, resolve
+    from stlm_core.stlm.pseudo_anomaly import find_dtd
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STLM_DTD", raising=False)
+    root = Path(__file__).resolve().parents[1]
+    assert repo_root() == root and default_runs_dir() == root / "runs"
+    assert default_data_root("mvtec") == root / "data" / "mvtec"
+    assert resolve("runs/x", default_runs_dir()) == root / "runs" / "x"
+    (tmp_path / "data" / "dtd").mkdir(parents=True)  # a DTD folder relative to the working directory is not used
+    assert find_dtd() in (None, (root / "data" / "dtd").resolve())

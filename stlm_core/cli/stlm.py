@@ -87,8 +87,7 @@ def _from_record(args: argparse.Namespace):
                         f"the run's recorded settings; leave out {', '.join(given)} (or give --dataset, --root and "
                         "--category too, or use another --out for other settings).")
     record, recorded = run_record_of(run_dir), read_json(run_dir / DATA_FILE)
-    textures = str(record.get("textures", ""))
-    dtd = args.dtd or (textures[len("dtd:"):] if textures.startswith("dtd:") else None)
+    dtd = args.dtd or recorded.get("textures_root")
     data = DataSpec(recorded["dataset"], args.root or recorded["root"], recorded["category"], recorded.get("limit"))
     return StlmConfig.from_dict(record["config"]), data, dtd
 

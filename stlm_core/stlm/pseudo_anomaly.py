@@ -89,7 +89,8 @@ class DtdTextures:
 
             raise DatasetError(f"no DTD textures (*/*.jpg) under {base}; download DTD with "
                                "'stlm data download dtd --root DIR' or omit --dtd to use procedural textures.")
-        self.name = f"dtd:{root}"
+        self.name = f"dtd ({len(self.paths)} textures)"  # content, not location: moved data keeps its runs
+        self.root = Path(root).resolve()
 
     def sample(self, size: int, rng: np.random.Generator) -> np.ndarray:
         from PIL import Image
@@ -127,10 +128,13 @@ class ProceduralTextures:
 
 
 def find_dtd(explicit: str | os.PathLike | None = None) -> Path | None:
-    """DTD folder: ``explicit``, else ``$STLM_DTD``, else ``data/dtd`` if it exists; ``None`` if none."""
-    for candidate in (explicit, os.environ.get("STLM_DTD"), "data/dtd"):
+    """DTD folder: ``explicit``, else ``$STLM_DTD``, else the repository's ``data/dtd`` (found from the package,
+    not the working directory, so notebooks and scripts agree); ``None`` if none exists."""
+    from stlm_core.paths import default_data_root
+
+    for candidate in (explicit, os.environ.get("STLM_DTD"), default_data_root("dtd")):
         if candidate and Path(candidate).is_dir():
-            return Path(candidate)
+            return Path(candidate).resolve()
     if explicit:
         from stlm_core.errors import DatasetError
 

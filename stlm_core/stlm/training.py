@@ -149,7 +149,8 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
         raise StlmError(f"{ckpt_path} was written for a different configuration; use another run directory or "
                         "restart with --force.")
     with run_lock(run_dir), interrupts_reported(run_dir):  # Ctrl-C: say what was saved, how to resume
-        begin_run(run_dir, record, data, force=force and not resume)
+        begin_run(run_dir, record, data, force=force and not resume,
+                  textures_root=str(getattr(textures, "root", "")) or None)
         if not resume:
             for stale in (ckpt_path, log_path):
                 stale.unlink(missing_ok=True)
