@@ -1,0 +1,524 @@
+"""The reproduction scorecard: every claim of the two papers next to what this project shows for it.
+
+One row per claim: the registry cells the papers state (kind ``paper`` / ``paper_claim``), the dataset means of
+the papers' own results rows that are unknown to this project, the STLM Fig. 1 speed claim and the parameter
+claims. ``ours`` comes from run records (:func:`stlm_core.runs.load_runs`), from the analytic parameter count of
+the paper architecture, or from latencies measured in this build (``measured``); no number is typed by hand.
+
+A run on synthetic data or with random weights is shown for what it is and never compared with a paper number.
+Only runs at the ``paper`` profile, on real data, with official weights (every identity ``<name>@<sha256>``) are
+compared; a mean counts as reproduced when it covers every category of the dataset and is within
+:data:`TOLERANCE_POINTS` of the paper.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Mapping
+
+COLUMNS: tuple[str, ...] = ("paper", "item", "claim", "paper value", "ours", "produced by", "status")
+TOLERANCE_POINTS = 1.0      # |ours - paper| in percentage points that still counts as reproduced
+SPEED_TOLERANCE = 0.75      # a measured speed ratio of at least this fraction of the claimed one reproduces it
+TIME_TOLERANCE = 1.25       # a measured time of at most this multiple of the claimed one reproduces it
+
+PAPERS = {"stlm": "STLM", "clipsam": "CLIP-SAM"}
+OWN_ROWS = {"stlm": "STLM", "clipsam": "CLIP-SAM cascade (ours)"}
+METHODS = {"stlm": "stlm", "clipsam": "clipsam"}
+PRIMARY_MAPS = {"stlm": "fa", "clipsam": "cascade"}  # the map each paper reports
+DATASETS = {"mvtec": "MVTec AD", "visa": "VisA", "dagm": "DAGM 2007", "loco": "MVTec LOCO AD"}
+LABELS = {
+    "pixel_auroc": "pixel AUROC", "pixel_aupro": "PRO (AUPRO up to FPR 0.3)", "image_auroc": "image AUROC",
+    "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max", "image_ap": "image AP", "image_f1_max": "image F1-max",
+    "params_m": "parameters for inference", "params_m_approx": "parameters (\"about\")",
+    "latency_ms": "inference time per image (GPU, batch and precision not stated)",
+    "cps_extra_ms": "extra time of the cascaded prompt stage (device not stated)",
+}
+GAIN_SUFFIX = "_gain_over_sota"
+
+REPRODUCED = "reproduced on this device"
+STRUCTURAL = "structurally verified only"
+NEEDS_OFFICIAL = "needs the official weights (and a GPU)"
+NEEDS_GPU = "needs a GPU (timed on this device's CPU)"
+SYNTHETIC_ONLY = "ran only on synthetic data"
+RANDOM_ONLY = "ran only with random weights"
+UNKNOWN = "unknown in the paper"
+NOT_MEASURED = "not measured in this build"
+NOT_CHECKED = "not checked (no implementation of this method here)"
+DIFFERS = "differs by"
+STATUSES: tuple[str, ...] = (REPRODUCED, DIFFERS, STRUCTURAL, NEEDS_OFFICIAL, NEEDS_GPU, SYNTHETIC_ONLY, RANDOM_ONLY,
+                             UNKNOWN, NOT_MEASURED, NOT_CHECKED)
+PAPER_SPEED_RATIO = "patchcore_wrn50_224 / stlm_paper_1024"
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".") if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def format_paper_value(value: float | None, unit: str) -> str:
+    """``value`` with its unit (``"98.26 %"``, ``"+10.3 points"``), or ``"n/a"`` when unknown."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if unit == "points":
+        return f"+{_number(value)} points"
+    return f"{_number(value)} {unit}".strip()
+
+
+def status_kind(status: str) -> str:
+    """The canonical status a row's status text starts with (e.g. ``"differs by"``)."""
+    return next((s for s in STATUSES if status.startswith(s)), status)
+
+
+# ---------------------------------------------------------------------------------------------- run selection
+
+
+def _identities(weights: Any) -> list[str]:
+    if isinstance(weights, str):
+        try:
+            weights = json.loads(weights)
+        except ValueError:
+            return [weights]
+    if isinstance(weights, Mapping):
+        return [str(v) for v in weights.values()]
+    return [] if weights is None else [str(weights)]
+
+
+def official_weights(weights: Any) -> bool:
+    """True when every weights identity names a checksummed file (``<name>@<sha256>``), none ``random-init``."""
+    ids = _identities(weights)
+    return bool(ids) and all("@" in i and i != "random-init" for i in ids)
+
+
+def _flag(frame, column: str):
+    """A boolean column with missing values (and a missing column) read as False."""
+    import pandas as pd
+
+    if column not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame[column].map(lambda v: bool(v) if v is not None and v == v else False).astype(bool)
+
+
+def _synthetic(frame):
+    return _flag(frame, "synthetic") | (frame["dataset"] == "synthetic")
+
+
+def comparable_mask(frame):
+    """Runs whose numbers may be compared with the paper: paper profile, real data, official weights."""
+    official = frame["weights"].map(official_weights).astype(bool) if "weights" in frame else False
+    return (frame["profile"] == "paper") & ~_synthetic(frame) & ~_flag(frame, "random_init") & official
+
+
+def _preferred_group(frame):
+    """The runs of one profile: paper before cpu before smoke, then the one covering most categories."""
+    order = {"paper": 0, "cpu": 1, "smoke": 2}
+    best = min(frame["profile"].dropna().unique(), key=lambda p: (order.get(p, 3), -frame.loc[
+        frame["profile"] == p, "category"].nunique()), default=None)
+    return frame if best is None else frame[frame["profile"] == best]
+
+
+def select_runs(runs, method: str, dataset: str | None, column: str, *, synthetic_fallback: bool = True):
+    """``(runs used, kind)`` for one claim; kind is comparable | other_profile | random | synthetic | none."""
+    if runs is None or runs.empty or column not in runs or "method" not in runs:
+        return runs.iloc[0:0] if runs is not None else None, "none"
+    mine = runs[(runs["method"] == method) & runs[column].notna()]
+    if method in PRIMARY_MAPS and "map" in mine:
+        mine = mine[mine["map"] == PRIMARY_MAPS[method]]
+    synthetic = _synthetic(mine)
+    real = mine[~synthetic & ((mine["dataset"] == dataset) if dataset else True)]
+    if comparable_mask(real).any():
+        return real[comparable_mask(real)], "comparable"
+    pretrained = real[~_flag(real, "random_init")]
+    if len(pretrained):
+        return _preferred_group(pretrained), "other_profile"
+    if len(real):
+        return _preferred_group(real), "random"
+    if synthetic_fallback and synthetic.any():
+        return _preferred_group(mine[synthetic]), "synthetic"
+    return mine.iloc[0:0], "none"
+
+
+def category_mean(frame, column: str) -> tuple[float, int]:
+    """Mean over categories (runs of one category averaged first) in %, and the number of categories."""
+    per_category = frame.groupby("category")[column].mean()
+    return float(per_category.mean()) * 100, int(len(per_category))
+
+
+def _weights_word(row) -> str:
+    if bool(row.get("random_init")):
+        return "random-init"
+    return "official" if official_weights(row.get("weights")) else "pretrained (offline)"
+
+
+def produced_by(frame, method: str) -> str:
+    """Plain words on the runs behind a number: how many, profile, data, weights, categories."""
+    if frame is None or frame.empty:
+        return f"no finished {method} run"
+    datasets = sorted({("synthetic data" if s else d) for d, s in zip(frame["dataset"], _synthetic(frame))})
+    weights = sorted({_weights_word(r) for _, r in frame.iterrows()})
+    weights = ["random weights" if w == "random-init" else w for w in weights]
+    profiles = ", ".join(sorted(frame["profile"].dropna().unique()))
+    return (f"{len(frame)} {method} run(s), profile {profiles}, {', '.join(datasets)}, weights "
+            f"{' + '.join(weights)}, {frame['category'].nunique()} categories")
+
+
+# ---------------------------------------------------------------------------------------------- claim rows
+
+
+def claim_rows(registry):
+    """The registry cells that are claims: stated by a paper, or a dataset mean of a paper's own row (unknown)."""
+    own = registry.apply(lambda r: OWN_ROWS.get(r["paper"]) == r["row"], axis=1)
+    stated = registry["kind"].isin(["paper", "paper_claim"])
+    unknown_mean = (registry["kind"] == "unknown") & (registry["category"] == "mean") & own
+    return registry[stated | unknown_mean]
+
+
+def expected_categories(registry, dataset: str) -> int | None:
+    """How many categories the papers' per-category tables list for ``dataset`` (None: none listed)."""
+    cats = registry[(registry["dataset"] == dataset) & (registry["category"] != "mean")]["category"].unique()
+    return len(cats) or None
+
+
+def _claim_text(cell) -> str:
+    column, who = cell["column"], cell["row"].replace(" (ours)", "")
+    dataset = DATASETS.get(cell["dataset"], cell["dataset"])
+    if column.endswith(GAIN_SUFFIX):
+        label = LABELS.get(column[: -len(GAIN_SUFFIX)], column)
+        return f"{who}: {label} on {dataset} above the previous state of the art"
+    if column in ("pixel_auroc", "pixel_aupro", "image_auroc", "pixel_ap", "pixel_f1_max"):
+        return f"{who}: mean {LABELS[column]} on {dataset}"
+    return f"{who}: {LABELS.get(column, column)}"
+
+
+def _row(cell, ours: str, by: str, status: str) -> dict:
+    return {"paper": PAPERS.get(cell["paper"], cell["paper"]), "item": cell["table"], "claim": _claim_text(cell),
+            "paper value": format_paper_value(cell["value"], cell["unit"]), "ours": ours, "produced by": by,
+            "status": status}
+
+
+def _status_of(kind: str) -> str:
+    return {"other_profile": NEEDS_OFFICIAL, "random": RANDOM_ONLY, "synthetic": SYNTHETIC_ONLY,
+            "none": NEEDS_OFFICIAL}[kind]
+
+
+def _compare_points(ours: float, paper: float, covered: int, expected: int | None) -> str:
+    delta = ours - paper
+    complete = expected is None or covered >= expected
+    if complete and abs(delta) <= TOLERANCE_POINTS:
+        return f"{REPRODUCED} ({delta:+.2f} points)"
+    side = "higher" if delta > 0 else "lower"
+    coverage = "" if complete else f"; mean over {covered} of {expected} categories"
+    return f"{DIFFERS} {abs(delta):.2f} points (ours {side}{coverage})"
+
+
+def _metric_row(cell, runs, registry, flags: dict) -> dict:
+    method = METHODS[cell["paper"]]
+    known = not math.isnan(cell["value"])
+    used, kind = select_runs(runs, method, cell["dataset"], cell["column"], synthetic_fallback=known)
+    if kind == "none":
+        ours = "no runs" if runs is None or runs.empty else f"no {method} run on {cell['dataset']}"
+        return _row(cell, ours, produced_by(used, method), NEEDS_OFFICIAL if known else UNKNOWN)
+    _note_flags(used, flags)
+    value, covered = category_mean(used, cell["column"])
+    ours = f"{value:.2f} %"
+    if not known:
+        status = UNKNOWN
+    elif kind == "comparable":
+        status = _compare_points(value, cell["value"], covered, expected_categories(registry, cell["dataset"]))
+    else:
+        status = _status_of(kind)
+    return _row(cell, ours, produced_by(used, method), status)
+
+
+def _best_baseline(registry, cell, column: str):
+    pool = registry[(registry["table"] == cell["table"]) & (registry["dataset"] == cell["dataset"])
+                    & (registry["column"] == column) & registry["kind"].isin(["baseline", "baseline_unverified"])]
+    pool = pool[pool["value"].notna()]
+    return None if pool.empty else pool.loc[pool["value"].idxmax()]
+
+
+def _gain_row(cell, runs, registry, flags: dict) -> dict:
+    method, column = METHODS[cell["paper"]], cell["column"][: -len(GAIN_SUFFIX)]
+    used, kind = select_runs(runs, method, cell["dataset"], column)
+    if kind == "none":
+        return _row(cell, "no runs", produced_by(used, method), NEEDS_OFFICIAL)
+    _note_flags(used, flags)
+    value, covered = category_mean(used, column)
+    best = _best_baseline(registry, cell, column)
+    if kind != "comparable" or best is None:
+        status = _status_of(kind) if kind != "comparable" else "no baseline value to measure the gain against"
+        return _row(cell, f"{LABELS.get(column, column)} {value:.2f} %", produced_by(used, method), status)
+    gain = value - best["value"]
+    ours = f"{gain:+.2f} points over {best['row']} ({value:.2f} % vs {best['value']:.2f} %, {best['kind']})"
+    status = _compare_points(gain, cell["value"], covered, expected_categories(registry, cell["dataset"]))
+    return _row(cell, ours, produced_by(used, method), status)
+
+
+def _parameter_row(cell, counts: Mapping[str, int]) -> dict:
+    total = counts["total"]
+    without_fa = total - counts.get("fa_head", 0)
+    ours = f"we count {total / 1e6:.2f}M ({total:,}); {without_fa / 1e6:.2f}M without the FA head"
+    return _row(cell, ours, "analytic count of the paper architecture (no weights needed)",
+                f"{STRUCTURAL}: which parts the paper counts is unknown")
+
+
+def _stlm_latency_row(cell, measured: Mapping | None) -> dict:
+    median = (measured or {}).get("median_ms", {}).get("stlm_paper_1024")
+    if median is None:
+        return _row(cell, NOT_MEASURED, "-", NOT_MEASURED)
+    device = (measured or {}).get("device", "cpu")
+    by = _speed_source(measured)
+    if not str(device).startswith("cuda"):
+        return _row(cell, f"{median:.0f} ms (paper architecture, 1024 px, batch 1)", by, NEEDS_GPU)
+    status = REPRODUCED if median <= cell["value"] * TIME_TOLERANCE else \
+        f"{DIFFERS} {median - cell['value']:.0f} ms (ours slower)"
+    return _row(cell, f"{median:.1f} ms", by, status)
+
+
+def _cps_ms(run_dirs) -> list[float]:
+    from stlm_core.runs import read_run
+
+    values = []
+    for run_dir in run_dirs:
+        stage = (read_run(run_dir)["provenance"].get("stage_ms_mean") or {}).get("cps")
+        if stage is not None:
+            values.append(float(stage))
+    return values
+
+
+def _cps_row(cell, runs, flags: dict) -> dict:
+    if runs is None or runs.empty or "method" not in runs:
+        return _row(cell, "no runs", produced_by(None, "clipsam"), NEEDS_OFFICIAL)
+    mine = runs[(runs["method"] == "clipsam")]
+    comparable = mine[comparable_mask(mine)]
+    used = comparable if len(comparable) else _preferred_group(mine) if len(mine) else mine
+    values = _cps_ms(used["run_dir"]) if "run_dir" in used else []
+    if not values:
+        return _row(cell, "no runs", produced_by(None, "clipsam"), NEEDS_OFFICIAL)
+    _note_flags(used, flags)
+    mean = sum(values) / len(values)
+    ours = f"{mean:.0f} ms per image (mean over {len(values)} run(s))"
+    if len(comparable):
+        status = REPRODUCED if mean <= cell["value"] * TIME_TOLERANCE else \
+            f"{DIFFERS} {mean - cell['value']:.0f} ms (ours slower)"
+    elif _synthetic(used).all():
+        status = SYNTHETIC_ONLY
+    elif _flag(used, "random_init").any():
+        status = RANDOM_ONLY
+    else:
+        status = NEEDS_OFFICIAL
+    return _row(cell, ours, produced_by(used, "clipsam"), status)
+
+
+def _speed_source(measured: Mapping) -> str:
+    threads = measured.get("threads")
+    return (f"measured in this build on {measured.get('device', 'cpu')}"
+            + (f" ({threads} thread(s))" if threads else "") + ", batch 1, fp32; the cost does not depend on "
+                                                               "the weights")
+
+
+def speed_claim_row(measured: Mapping | None) -> dict:
+    """STLM Fig. 1: "8x faster than PatchCore" against the PatchCore / STLM latency ratio on this device."""
+    from stlm_core.baselines.bench import CLAIMED_SPEEDUP_VS_PATCHCORE
+
+    claimed = 1 + CLAIMED_SPEEDUP_VS_PATCHCORE
+    row = {"paper": PAPERS["stlm"], "item": "STLM-F1", "claim": "STLM is faster than PatchCore (Fig. 1 caption)",
+           "paper value": f"{_number(CLAIMED_SPEEDUP_VS_PATCHCORE)}x faster (PatchCore takes {_number(claimed)}x "
+                          "STLM's time)"}
+    ratios = (measured or {}).get("ratios") or {}
+    if not ratios:
+        return {**row, "ours": NOT_MEASURED, "produced by": "-", "status": NOT_MEASURED}
+    by = _speed_source(measured)
+    if PAPER_SPEED_RATIO not in ratios:
+        name, ratio = next(iter(ratios.items()))
+        return {**row, "ours": f"{name}: {ratio:.2f}x (paper architectures not timed)", "produced by": by,
+                "status": f"{NOT_MEASURED} (paper architectures)"}
+    ratio = ratios[PAPER_SPEED_RATIO]
+    status = REPRODUCED if ratio >= claimed * SPEED_TOLERANCE else \
+        f"{DIFFERS} a factor {claimed / ratio:.1f} (PatchCore takes {ratio:.2f}x STLM's time here)"
+    return {**row, "ours": f"PatchCore (WideResNet-50, 224 px) / STLM (paper, 1024 px): {ratio:.2f}x",
+            "produced by": by, "status": status}
+
+
+def _note_flags(used, flags: dict) -> None:
+    flags["synthetic"] |= bool(_synthetic(used).any())
+    flags["random_init"] |= bool(_flag(used, "random_init").any())
+
+
+def paper_parameter_counts() -> dict[str, int]:
+    """Parameters per module of the paper architecture (random weights: counts do not depend on them)."""
+    from stlm_core.stlm.build import build_stlm
+    from stlm_core.stlm.config import StlmConfig
+    from stlm_core.stlm.model import parameter_counts
+
+    return parameter_counts(build_stlm(StlmConfig.from_profile("paper")))
+
+
+def _cell_row(cell, runs, registry, measured: Mapping | None, counts, flags: dict) -> dict:
+    column = cell["column"]
+    if column.startswith("params_m") and cell["row"] == OWN_ROWS["stlm"]:
+        return _parameter_row(cell, counts())
+    if column == "latency_ms" and cell["row"] == OWN_ROWS["stlm"]:
+        return _stlm_latency_row(cell, measured)
+    if column == "cps_extra_ms":
+        return _cps_row(cell, runs, flags)
+    if cell["row"] != OWN_ROWS.get(cell["paper"]):
+        return _row(cell, "-", "-", NOT_CHECKED if not math.isnan(cell["value"]) else UNKNOWN)
+    if column.endswith(GAIN_SUFFIX):
+        return _gain_row(cell, runs, registry, flags)
+    return _metric_row(cell, runs, registry, flags)
+
+
+def scorecard(runs, registry, *, measured: dict | None = None):
+    """One row per claim of either paper (columns :data:`COLUMNS`).
+
+    Args:
+        runs: a :func:`stlm_core.runs.load_runs` frame (may be empty).
+        registry: :func:`stlm_core.paper_results.load_paper_results` (the whole registry).
+        measured: latencies measured in this build, shaped like
+            :func:`stlm_core.baselines.bench.speed_ratios` (``median_ms``, ``ratios``; optional ``device``,
+            ``threads``), and optionally ``parameter_counts`` (default: counted from the paper architecture).
+
+    Returns:
+        ``pandas.DataFrame``; ``attrs["synthetic"]`` / ``attrs["random_init"]`` say whether any number in
+        ``ours`` comes from synthetic data / randomly initialised weights (the page then needs a banner).
+    """
+    import pandas as pd
+
+    flags = {"synthetic": False, "random_init": False}
+    cache: dict[str, dict] = {}
+
+    def counts() -> dict[str, int]:
+        if "counts" not in cache:
+            cache["counts"] = dict((measured or {}).get("parameter_counts") or paper_parameter_counts())
+        return cache["counts"]
+
+    rows = []
+    claims = claim_rows(registry)
+    for paper in PAPERS:
+        for _, cell in claims[claims["paper"] == paper].iterrows():
+            rows.append(_cell_row(cell, runs, registry, measured, counts, flags))
+        if paper == "stlm":
+            rows.append(speed_claim_row(measured))
+    card = pd.DataFrame(rows, columns=list(COLUMNS))
+    card.attrs.update(flags)
+    return card
+
+
+# ---------------------------------------------------------------------------------------------- measurement
+
+
+def _patchcore_latency(profile: str, runs: int, warmup: int, device: str, n_train: int) -> float:
+    """Median batch-1 ms of PatchCore with a memory bank of the size a fit on ``n_train`` images gives.
+
+    The bank repeats the features of two images instead of running the greedy coreset (minutes at one thread):
+    the nearest-neighbour search costs the same for any values of a bank of that size.
+    """
+    import numpy as np
+    import torch
+
+    from stlm_core.baselines.patchcore_run import PatchCoreConfig, build_patchcore
+    from stlm_core.bench import measure_latency
+
+    config = PatchCoreConfig.from_profile(profile)
+    model = build_patchcore(config, device)
+    rng = np.random.default_rng(0)
+    size = config.image_size
+    features = model.embed(rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8))
+    features = features.reshape(-1, features.shape[-1])
+    bank = max(1, round(config.coreset_fraction * n_train * features.shape[0] / 2))
+    model.memory_bank = features.repeat(math.ceil(bank / features.shape[0]), 1)[:bank].contiguous()
+    image = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+
+    def step():
+        with torch.inference_mode():
+            return model.predict(image, size=size)
+
+    return measure_latency(step, warmup=warmup, runs=runs, device=device)["median_ms"]
+
+
+def measure_speed_ratios(profile: str = "cpu", *, paper_architecture: bool = True, runs: int = 2, warmup: int = 1,
+                         device: str = "cpu", n_train: int = 200) -> dict[str, Any]:
+    """Batch-1 latencies of STLM and PatchCore on this device and their ratios, shaped like
+    :func:`stlm_core.baselines.bench.speed_ratios` but quicker (no coreset fit; see :func:`_patchcore_latency`).
+
+    ``paper_architecture``: also time the paper architectures (STLM at 1024 px, about 6 s per forward on one CPU
+    thread; PatchCore with WideResNet-50 at 224 px) that the "8x faster" claim is about.
+    """
+    import torch
+
+    from stlm_core.baselines.patchcore_run import PatchCoreConfig
+    from stlm_core.stlm.bench import bench_stlm
+
+    profiles = (["paper"] if paper_architecture else []) + ([profile] if profile != "paper" else [])
+    median, ratios = {}, {}
+    for name in profiles:
+        stlm = bench_stlm(name, runs=runs, warmup=warmup, device=device)
+        config = PatchCoreConfig.from_profile(name)
+        stlm_key = f"stlm_{name}_{stlm['image_size']}"
+        patchcore_key = f"patchcore_{_backbone_word(config.backbone)}_{config.image_size}"
+        median[stlm_key] = stlm["latency"]["median_ms"]
+        median[patchcore_key] = _patchcore_latency(name, runs, warmup, device, n_train)
+        ratios[f"{patchcore_key} / {stlm_key}"] = median[patchcore_key] / median[stlm_key]
+    return {"median_ms": median, "ratios": ratios, "device": device, "threads": torch.get_num_threads(),
+            "runs": runs, "warmup": warmup}
+
+
+def _backbone_word(backbone: str) -> str:
+    return {"wide_resnet50_2": "wrn50", "efficientnet_lite0": "lite0"}.get(backbone, backbone)
+
+
+# ---------------------------------------------------------------------------------------------- page helpers
+
+
+def scorecard_banner(card):
+    """The provenance banner when any number in ``ours`` comes from synthetic data or random weights, else a note."""
+    from IPython.display import HTML
+
+    from stlm_core.report import banner
+
+    synthetic, random_init = bool(card.attrs.get("synthetic")), bool(card.attrs.get("random_init"))
+    if synthetic or random_init:
+        return banner("synthetic" if synthetic else "n/a", "random-init" if random_init else "pretrained")
+    return HTML("<p>No number in the <b>ours</b> column comes from synthetic data or randomly initialised "
+                "weights.</p>")
+
+
+def scorecard_table(card):
+    """The table for a page: no index, left-aligned, small type; ids and paper values do not wrap."""
+    return (card.style.hide(axis="index")
+            .set_properties(**{"text-align": "left", "vertical-align": "top"})
+            .set_properties(subset=["paper", "item", "paper value"], **{"white-space": "nowrap"})
+            .set_table_attributes('style="font-size: 0.8em"'))
+
+
+def status_counts(card):
+    """Rows per canonical status, in the order of :data:`STATUSES` (statuses that occur only)."""
+    counts = card["status"].map(status_kind).value_counts()
+    return counts.reindex([s for s in STATUSES if s in counts.index])
+
+
+def describe_scorecard(card):
+    """A short generated paragraph: how many claims have which status, and what the scorecard cannot show."""
+    from IPython.display import Markdown
+
+    counts = status_counts(card)
+    parts = [f"The scorecard lists **{len(card)} claims** of the two papers: "
+             + "; ".join(f"{status}: {n}" for status, n in counts.items()) + "."]
+    parts.append(f"A mean counts as reproduced when it covers every category of the dataset and lies within "
+                 f"{TOLERANCE_POINTS:g} point(s) of the paper; a speed ratio when it reaches "
+                 f"{100 * SPEED_TOLERANCE:.0f} % of the claimed one.")
+    reproduced = int(counts.get(REPRODUCED, 0)) + int(counts.get(DIFFERS, 0))
+    if reproduced == 0:
+        parts.append("No claim was compared with a run at the paper profile with the official weights on real data: "
+                     "such runs need the SAM, MobileSAM and CLIP weights and, in practice, a GPU.")
+    if card.attrs.get("synthetic") or card.attrs.get("random_init"):
+        parts.append("Numbers from synthetic data or random weights are shown with their provenance and never "
+                     "counted as reproductions.")
+    parts.append("It cannot show the per-category cells the papers' tables hold but this project does not know "
+                 "(they stay n/a; see the per-dataset chapters), nor latencies on the authors' unstated GPU; "
+                 "parameter counts can only be checked against the architecture, since which parts the authors "
+                 "counted is not stated.")
+    return Markdown(" ".join(parts))

@@ -1,0 +1,123 @@
+"""The reproduction scorecard: which runs may be compared with a paper number, and what every other row says."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from stlm_core.paper_results import load_paper_results
+from stlm_core.runs import load_runs
+from stlm_core.scorecard import (NEEDS_OFFICIAL, RANDOM_ONLY, REPRODUCED, SYNTHETIC_ONLY, UNKNOWN, scorecard,
+                                 status_counts)
+
+MVTEC = ["bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw", "tile",
+         "toothbrush", "transistor", "wood", "zipper"]
+OFFICIAL = json.dumps({"teacher": "sam_vit_h@" + "a" * 64, "student": "mobile_sam@" + "b" * 64}, sort_keys=True)
+COUNTS = {"student_plain": 5, "student_denoise": 5, "mask_decoder": 4, "prompt_encoder": 1, "fa_head": 2, "total": 17}
+
+
+def fake_runs(*, pixel_auroc: float, categories=MVTEC, dataset: str = "mvtec", profile: str = "paper",
+              weights: str = OFFICIAL, synthetic: bool = False, random_init: bool = False) -> pd.DataFrame:
+    """A ``load_runs``-shaped frame of finished STLM runs, one per category."""
+    return pd.DataFrame([{
+        "method": "stlm", "dataset": dataset, "category": c, "run_id": f"id{i}", "profile": profile, "map": "fa",
+        "weights": weights, "random_init": random_init, "synthetic": synthetic, "pixel_auroc": pixel_auroc,
+        "pixel_aupro": pixel_auroc, "image_auroc": pixel_auroc, "run_dir": f"/nowhere/{c}",
+    } for i, c in enumerate(categories)])
+
+
+def row(card: pd.DataFrame, item: str, claim_part: str) -> pd.Series:
+    match = card[(card["item"] == item) & card["claim"].str.contains(claim_part, regex=False)]
+    assert len(match) == 1, (item, claim_part, card[["item", "claim"]])
+    return match.iloc[0]
+
+
+def card_for(runs: pd.DataFrame, measured: dict | None = None) -> pd.DataFrame:
+    return scorecard(runs, load_paper_results(), measured={"parameter_counts": COUNTS, **(measured or {})})
+
+
+@pytest.mark.parametrize("flags", [{"synthetic": True}, {"dataset": "synthetic", "synthetic": True},
+                                   {"dataset": "synthetic", "synthetic": True, "profile": "smoke"}])
+def test_a_synthetic_run_is_never_reproduced(flags):
+    """Even at the paper's exact value, with the paper profile and official weights, synthetic data is not a
+    reproduction."""
+    card = card_for(fake_runs(pixel_auroc=0.9826, **flags))
+    auroc = row(card, "STLM-T1", "mean pixel AUROC on MVTec AD")
+    assert auroc["status"] == SYNTHETIC_ONLY
+    assert auroc["ours"] == "98.26 %" and "synthetic data" in auroc["produced by"]
+    assert not card["status"].str.startswith(REPRODUCED).any()
+    assert card.attrs["synthetic"]
+
+
+def test_random_weights_are_never_reproduced():
+    card = card_for(fake_runs(pixel_auroc=0.9826, random_init=True, weights=json.dumps({"teacher": "random-init"})))
+    assert row(card, "STLM-T1", "mean pixel AUROC")["status"] == RANDOM_ONLY
+    assert card.attrs["random_init"] and not card.attrs["synthetic"]
+
+
+def test_paper_profile_run_with_official_weights_gets_a_numeric_difference():
+    card = card_for(fake_runs(pixel_auroc=0.95))
+    auroc = row(card, "STLM-T1", "mean pixel AUROC on MVTec AD")
+    assert auroc["ours"] == "95.00 %"
+    assert auroc["status"] == "differs by 3.26 points (ours lower)"
+    assert "profile paper" in auroc["produced by"] and "official" in auroc["produced by"]
+    assert not card.attrs["synthetic"] and not card.attrs["random_init"]
+
+
+def test_close_and_complete_is_reproduced_but_a_subset_of_categories_is_not():
+    assert row(card_for(fake_runs(pixel_auroc=0.98)), "STLM-T1", "mean pixel AUROC")["status"] == \
+        f"{REPRODUCED} (-0.26 points)"
+    subset = row(card_for(fake_runs(pixel_auroc=0.98, categories=MVTEC[:3])), "STLM-T1", "mean pixel AUROC")
+    assert subset["status"] == "differs by 0.26 points (ours lower; mean over 3 of 15 categories)"
+
+
+def test_other_profiles_on_real_data_need_the_official_weights():
+    offline = json.dumps({"teacher": "efficientnet_lite0@" + "c" * 64})
+    auroc = row(card_for(fake_runs(pixel_auroc=0.9, profile="cpu", weights=offline)), "STLM-T1", "mean pixel AUROC")
+    assert auroc["status"] == NEEDS_OFFICIAL and auroc["ours"] == "90.00 %"
+
+
+def test_unknown_paper_values_stay_unknown():
+    card = card_for(fake_runs(pixel_auroc=0.95))
+    image = row(card, "STLM-T1", "mean image AUROC")
+    assert image["paper value"] == "n/a" and image["status"] == UNKNOWN
+    assert image["ours"] == "95.00 %"  # our number is shown, but nothing is compared
+    for item in ("STLM-T3", "STLM-T4"):
+        assert (card[card["item"] == item]["status"] == UNKNOWN).all()
+
+
+def test_parameter_rows_are_structurally_verified():
+    card = scorecard(pd.DataFrame(), load_paper_results())  # the real count of the paper architecture
+    params = row(card, "STLM-T2", "STLM: parameters for inference")
+    assert params["paper value"] == "16.56 M"
+    assert params["status"].startswith("structurally verified")
+    assert "which parts the paper counts is unknown" in params["status"]
+    assert "17.42M (17,422,809)" in params["ours"] and "15.55M without the FA head" in params["ours"]
+    assert row(card, "STLM-T2", "(\"about\")")["status"].startswith("structurally verified")
+
+
+def test_an_empty_runs_folder_gives_a_row_per_claim_that_says_so(tmp_path):
+    card = card_for(load_runs(tmp_path))
+    registry = load_paper_results()
+    stated = registry[registry["kind"].isin(["paper", "paper_claim"])]
+    assert len(card) > len(stated)  # every stated claim, plus unknown means and the Fig. 1 speed claim
+    assert list(card.columns) == ["paper", "item", "claim", "paper value", "ours", "produced by", "status"]
+    run_rows = card[card["produced by"].str.startswith("no finished")]
+    assert len(run_rows) >= 10 and (run_rows["ours"] == "no runs").all()
+    assert (card[card["item"] == "STLM-F1"]["status"] == "not measured in this build").all()
+    assert not card.attrs["synthetic"] and not card.attrs["random_init"]
+    assert status_counts(card).sum() == len(card)
+
+
+def test_speed_claim_against_the_measured_ratio():
+    measured = {"median_ms": {"stlm_paper_1024": 5000.0, "patchcore_wrn50_224": 1000.0},
+                "ratios": {"patchcore_wrn50_224 / stlm_paper_1024": 0.2}, "device": "cpu", "threads": 1}
+    card = card_for(pd.DataFrame(), measured)
+    speed = row(card, "STLM-F1", "faster than PatchCore")
+    assert speed["paper value"].startswith("8x faster")
+    assert speed["status"].startswith("differs by a factor 45.0")
+    assert row(card, "STLM-T2", "inference time")["status"].startswith("needs a GPU")
+    fast = card_for(pd.DataFrame(), {**measured, "ratios": {"patchcore_wrn50_224 / stlm_paper_1024": 9.5}})
+    assert row(fast, "STLM-F1", "faster than PatchCore")["status"] == REPRODUCED
