@@ -1,23 +1,36 @@
-"""The book pipeline: papermill executes the datasets chapter, Jupyter Book renders it with its table and gallery."""
+"""The book pipeline: papermill executes every chapter, Jupyter Book renders them, and headless Chromium opens
+every page of the built book (navigation, images, error-free outputs, provenance banners)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _copy_book(root: Path) -> Path:
+    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("_build", "generated", "_toc.yml"))
+    shutil.copytree(REPO / "notebooks", root / "notebooks")
+    return root
+
+
 @pytest.fixture
 def book_copy(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "book", tmp_path / "book", ignore=shutil.ignore_patterns("_build", "generated", "_toc.yml"))
-    shutil.copytree(REPO / "notebooks", tmp_path / "notebooks")
-    return tmp_path
+    return _copy_book(tmp_path)
 
 
 def _build(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -25,12 +38,28 @@ def _build(root: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def test_book_builds_every_chapter_on_the_smoke_profile(book_copy: Path, synthetic_root: Path):
+@dataclass(frozen=True)
+class BuiltBook:
+    root: Path
+    result: subprocess.CompletedProcess
+
+    def check(self) -> None:
+        assert self.result.returncode == 0, self.result.stdout[-3000:] + self.result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory, synthetic_root: Path) -> BuiltBook:
+    """The whole book, built once per module at the smoke profile on the synthetic dataset."""
+    root = _copy_book(tmp_path_factory.mktemp("smoke_book"))
+    return BuiltBook(root, _build(root, "--data-root", str(synthetic_root), "--profile", "smoke"))
+
+
+def test_book_builds_every_chapter_on_the_smoke_profile(smoke_book: BuiltBook):
     """Every notebook of chapters.yml executes (papermill) and renders (Jupyter Book, warnings are errors)."""
     import yaml
 
-    result = _build(book_copy, "--data-root", str(synthetic_root), "--profile", "smoke")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    smoke_book.check()
+    book_copy = smoke_book.root
     html_dir = book_copy / "book" / "_build" / "html"
     chapters = yaml.safe_load((REPO / "book" / "chapters.yml").read_text())["chapters"]
     for chapter in chapters:
@@ -65,3 +94,141 @@ def test_failing_notebook_names_notebook_and_cell(book_copy: Path, synthetic_roo
     assert "notebooks/datasets_overview.ipynb failed in cell 4" in result.stderr
     assert "deliberate failure" in result.stderr
     assert not (book_copy / "book" / "_build" / "html" / "index.html").exists()
+
+
+# ------------------------------------------------------------------------------------------ the book in a browser
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+RANDOM_WEIGHT_CHAPTERS = {"efficiency"}                        # latency and counts of randomly initialised models
+RUN_CHAPTERS = {"stlm_main_results", "clipsam_zero_shot"}      # their run records feed the scorecard's numbers
+ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|\b\w*(Error|Exception): ")
+PAGE_SCRIPT = """
+const nav = Array.from(document.querySelectorAll('.bd-sidebar-primary a')).map(a => a.href);
+const outputs = Array.from(document.querySelectorAll('.cell_output')).map(e => e.innerText);
+return {nav: nav, outputs: outputs, banners: document.querySelectorAll('.stlm-banner').length,
+        tracebacks: document.querySelectorAll('.cell_output .traceback, .cell_output .output.error').length};
+"""
+IMAGES_SCRIPT = """
+const done = arguments[arguments.length - 1];
+const images = Array.from(document.images);
+images.forEach(i => { i.loading = 'eager'; });
+const settled = i => i.complete ? Promise.resolve() : new Promise(r => {
+    i.addEventListener('load', r); i.addEventListener('error', r); setTimeout(r, 10000); });
+Promise.all(images.map(settled)).then(() => done(images.map(i => ({src: i.currentSrc || i.src,
+                                                                    width: i.naturalWidth}))));
+"""
+
+
+def expected_banners(chapters: list[dict], datasets: list[str]) -> dict[str, bool]:
+    """Page (relative to the HTML root) -> whether its numbers come from synthetic data or random weights.
+
+    Per-dataset chapters: on the synthetic dataset. Efficiency: always (randomly initialised models). The scorecard:
+    when a chapter whose runs it reads ran on synthetic data. Method chapters and the intro: never.
+    """
+    per_dataset = {Path(c["notebook"]).stem for c in chapters if c.get("per_dataset")}
+    scorecard_synthetic = "synthetic" in datasets and bool(per_dataset & RUN_CHAPTERS)
+    pages = {"intro.html": False}
+    for chapter in chapters:
+        stem = Path(chapter["notebook"]).stem
+        if chapter.get("per_dataset"):
+            pages.update({f"generated/{stem}_{name}.html": name == "synthetic" for name in datasets})
+        else:
+            pages[f"generated/{stem}.html"] = stem in RANDOM_WEIGHT_CHAPTERS or (
+                stem == "scorecard" and scorecard_synthetic)
+    return pages
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _webdriver(url: str, body: dict | None = None, method: str = "POST", timeout: float = 60) -> Any:
+    """One W3C WebDriver command against chromedriver (no proxy); returns the response's ``value``."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return json.loads(response.read())["value"]
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"WebDriver {method} {url} failed: {exc.read().decode()[:2000]}") from None
+
+
+def _wait_for_driver(base: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "chromedriver exited at start-up"
+        with contextlib.suppress(OSError, AssertionError):
+            if _webdriver(f"{base}/status", method="GET", timeout=2).get("ready"):
+                return
+        time.sleep(0.2)
+    raise AssertionError("chromedriver did not become ready")
+
+
+@contextlib.contextmanager
+def chromium(chromium_path: str, driver_path: str, profile_dir: Path) -> Iterator[Callable[..., Any]]:
+    """A headless Chromium session through Debian's chromedriver; yields ``command(path, body=None, method=...)``."""
+    port = _free_port()
+    process = subprocess.Popen([driver_path, f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_driver(base, process)
+        options = {"binary": chromium_path, "args": CHROMIUM_FLAGS + [f"--user-data-dir={profile_dir}"]}
+        session = _webdriver(f"{base}/session", {"capabilities": {"alwaysMatch": {
+            "browserName": "chrome", "goog:chromeOptions": options, "timeouts": {"pageLoad": 60000, "script": 30000}}}})
+        url = f"{base}/session/{session['sessionId']}"
+        try:
+            yield lambda path, body=None, method="POST": _webdriver(url + path, body, method)
+        finally:
+            _webdriver(url, method="DELETE")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _open(command: Callable[..., Any], page: Path) -> dict:
+    command("/url", {"url": page.as_uri()})
+    state = command("/execute/sync", {"script": PAGE_SCRIPT, "args": []})
+    state["images"] = command("/execute/async", {"script": IMAGES_SCRIPT, "args": []})
+    return state
+
+
+def test_every_page_of_the_built_book_in_headless_chromium(smoke_book: BuiltBook, tmp_path: Path):
+    """Headless Chromium opens every page: the navigation lists every chapter, every image loads, no cell output
+    holds a traceback or an error, and the banner is on exactly the pages whose numbers come from synthetic data or
+    random weights (the expectation comes from chapters.yml and the build's dataset, not from the HTML)."""
+    import yaml
+
+    chromium_path, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium_path and driver_path):
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium chromium-driver)")
+    smoke_book.check()
+    html = smoke_book.root / "book" / "_build" / "html"
+    chapters = yaml.safe_load((smoke_book.root / "book" / "chapters.yml").read_text())["chapters"]
+    expected = expected_banners(chapters, ["synthetic"])
+    pages = sorted(p for p in html.rglob("*.html") if not {"_static", "_sources"} & set(p.relative_to(html).parts))
+    missing = [name for name in expected if not (html / name).is_file()]
+    assert not missing, f"chapters without a page: {missing}"
+    chapter_urls = {(html / name).as_uri() for name in expected if name.startswith("generated/")}
+    problems = []
+    with chromium(chromium_path, driver_path, tmp_path / "chromium-profile") as command:
+        for page in pages:
+            name = page.relative_to(html).as_posix()
+            state = _open(command, page)
+            if name in expected:
+                absent = sorted(chapter_urls - {u.split("#")[0] for u in state["nav"]})
+                if absent:
+                    problems.append(f"{name}: navigation lacks {absent}")
+                if bool(state["banners"]) != expected[name]:
+                    problems.append(f"{name}: {state['banners']} banner(s), expected "
+                                    f"{'one' if expected[name] else 'none'}")
+            elif state["banners"]:
+                problems.append(f"{name}: unexpected banner")
+            problems += [f"{name}: image not loaded: {i['src']}" for i in state["images"] if not i["width"]]
+            errors = [t[:300] for t in state["outputs"] if ERROR_TEXT.search(t)]
+            if state["tracebacks"] or errors:
+                problems.append(f"{name}: error output {errors}")
+    assert not problems, "\n".join(problems)
