@@ -411,32 +411,10 @@ def scorecard(runs, registry, *, measured: dict | None = None):
 
 
 def _patchcore_latency(profile: str, runs: int, warmup: int, device: str, n_train: int) -> float:
-    """Median batch-1 ms of PatchCore with a memory bank of the size a fit on ``n_train`` images gives.
+    """Median batch-1 ms of PatchCore with a memory bank of the size a fit on ``n_train`` images gives."""
+    from stlm_core.baselines.bench import bench_patchcore
 
-    The bank repeats the features of two images instead of running the greedy coreset (minutes at one thread):
-    the nearest-neighbour search costs the same for any values of a bank of that size.
-    """
-    import numpy as np
-    import torch
-
-    from stlm_core.baselines.patchcore_run import PatchCoreConfig, build_patchcore
-    from stlm_core.bench import measure_latency
-
-    config = PatchCoreConfig.from_profile(profile)
-    model = build_patchcore(config, device)
-    rng = np.random.default_rng(0)
-    size = config.image_size
-    features = model.embed(rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8))
-    features = features.reshape(-1, features.shape[-1])
-    bank = max(1, round(config.coreset_fraction * n_train * features.shape[0] / 2))
-    model.memory_bank = features.repeat(math.ceil(bank / features.shape[0]), 1)[:bank].contiguous()
-    image = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
-
-    def step():
-        with torch.inference_mode():
-            return model.predict(image, size=size)
-
-    return measure_latency(step, warmup=warmup, runs=runs, device=device)["median_ms"]
+    return bench_patchcore(profile, runs=runs, warmup=warmup, device=device, n_train=n_train)["latency"]["median_ms"]
 
 
 def measure_speed_ratios(profile: str = "cpu", *, paper_architecture: bool = True, runs: int = 2, warmup: int = 1,
