@@ -44,6 +44,12 @@ def check_profile(profile: str) -> str:
     return profile
 
 
+def check_choice(name: str, value: object, allowed: tuple) -> None:
+    """Raise :class:`ConfigError` naming the field and the allowed values when ``value`` is not one of them."""
+    if value not in allowed:
+        raise ConfigError(f"unknown {name} {value!r}; use one of: {', '.join(map(str, allowed))}.")
+
+
 @functools.lru_cache(maxsize=None)
 def load_profile_table(path: str) -> dict[str, dict[str, dict[str, Any]]]:
     """The YAML profile table at ``path``: ``{profile: {field: {"value", "source", "why"}}}`` (validated)."""

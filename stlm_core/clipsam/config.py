@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stlm_core.configs import ProfileConfig
+from stlm_core.configs import ProfileConfig, check_choice
 from stlm_core.errors import ConfigError
 
 LOCALISERS = ("adapters", "training_free")
@@ -25,10 +25,6 @@ BOX_MODES = ("tight", "best_component")
 COFEATURES = ("prototype", "max")
 KERNEL_SHAPES = ("ellipse", "rect", "cross")
 
-
-def _choice(name: str, value: object, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ConfigError(f"unknown {name} {value!r}; use one of: {', '.join(map(str, allowed))}.")
 
 
 @dataclass(frozen=True)
@@ -86,12 +82,12 @@ class ClipSamConfig(ProfileConfig):
     seed: int = 0
 
     def validate(self) -> None:
-        _choice("localiser", self.localiser, LOCALISERS)
-        _choice("fusion", self.fusion, FUSIONS)
-        _choice("image_score", self.image_score, IMAGE_SCORES)
-        _choice("box_mode", self.box_mode, BOX_MODES)
-        _choice("cofeature", self.cofeature, COFEATURES)
-        _choice("ring_kernel_shape", self.ring_kernel_shape, KERNEL_SHAPES)
+        check_choice("localiser", self.localiser, LOCALISERS)
+        check_choice("fusion", self.fusion, FUSIONS)
+        check_choice("image_score", self.image_score, IMAGE_SCORES)
+        check_choice("box_mode", self.box_mode, BOX_MODES)
+        check_choice("cofeature", self.cofeature, COFEATURES)
+        check_choice("ring_kernel_shape", self.ring_kernel_shape, KERNEL_SHAPES)
         if self.cps_stages not in (1, 2, 3):
             raise ConfigError(f"cps_stages must be 1, 2 or 3, got {self.cps_stages}.")
         for name in ("clip_image_size", "sam_image_size", "eval_size", "k_positive", "ring_kernel",

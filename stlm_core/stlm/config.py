@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stlm_core.configs import ProfileConfig
+from stlm_core.configs import ProfileConfig, check_choice
 from stlm_core.errors import ConfigError
 
 SAM_TEACHERS = ("vit_h", "vit_l", "vit_b")
@@ -46,10 +46,6 @@ def rotation_for_category(category: str) -> str:
         return "full"
     return "none"
 
-
-def _choice(name: str, value: object, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ConfigError(f"unknown {name} {value!r}; use one of: {', '.join(map(str, allowed))}.")
 
 
 def _positive(name: str, value: int | float | None, *, allow_none: bool = False) -> None:
@@ -118,11 +114,11 @@ class StlmConfig(ProfileConfig):
     seed: int = 0
 
     def validate(self) -> None:
-        _choice("teacher", self.teacher, TEACHERS)
-        _choice("student_init", self.student_init, STUDENT_INITS)
-        _choice("rotation", self.rotation, ROTATIONS)
-        _choice("student", self.student, STUDENTS)
-        _choice("wo_fa_combine", self.wo_fa_combine, WO_FA_COMBINES)
+        check_choice("teacher", self.teacher, TEACHERS)
+        check_choice("student_init", self.student_init, STUDENT_INITS)
+        check_choice("rotation", self.rotation, ROTATIONS)
+        check_choice("student", self.student, STUDENTS)
+        check_choice("wo_fa_combine", self.wo_fa_combine, WO_FA_COMBINES)
         if self.student == "teacher_copy" and self.teacher not in OFFLINE_TEACHERS:
             raise ConfigError(f"student 'teacher_copy' copies the teacher's network, which needs an EfficientNet-Lite "
                               f"teacher ({', '.join(OFFLINE_TEACHERS)}), not {self.teacher!r}.")
