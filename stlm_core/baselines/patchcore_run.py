@@ -73,8 +73,6 @@ def run(config: PatchCoreConfig, data: DataSpec, *, run_dir: str | Path | None =
     """Fit PatchCore on the category's normal training images, evaluate the test split; returns the run dir."""
     import torch
 
-    from stlm_core.data.transforms import resize_mask
-
     device = resolve_device(device)
     data.validate(("train", "test"), action=f"run PatchCore on {data.dataset}/{data.category}")
     record = patchcore_record(config, data)
@@ -83,27 +81,25 @@ def run(config: PatchCoreConfig, data: DataSpec, *, run_dir: str | Path | None =
     with run_lock(run_dir):
         begin_run(run_dir, record, data, force=force)
         train_images = [s.image for s in data.open("train")]
-        samples = data.open("test")
-        test_images = [s.image for s in samples]
+        test = data.load_test(None, config.eval_size, progress=progress)
+        n_images = len(test["labels"])
         model = build_patchcore(config, device)
         t0 = time.perf_counter()
         model.fit(train_images)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         with torch.inference_mode():
-            maps, scores = model.predict(test_images, size=config.eval_size)
+            maps, scores = model.predict(test["images"], size=config.eval_size)
         infer_s = time.perf_counter() - t0
-        masks = np.stack([resize_mask(s.mask, config.eval_size) for s in samples]).astype(np.uint8)
         run_maps = RunMaps(primary="patchcore", maps={"patchcore": maps.astype(np.float32)},
-                           scores={"patchcore": np.asarray(scores, np.float32)},
-                           labels=np.array([int(s.label) for s in samples]), masks=masks,
-                           defects=np.array([s.defect for s in samples]), paths=np.array([str(s.path) for s in samples]))
+                           scores={"patchcore": np.asarray(scores, np.float32)}, labels=test["labels"],
+                           masks=test["masks"], defects=test["defects"], paths=test["paths"])
         provenance = make_provenance(
             profile=config.profile, device=device, weights=record["weights"],
-            dataset={"name": data.dataset, "category": data.category, "files": len(samples), "root": str(data.root),
+            dataset={"name": data.dataset, "category": data.category, "files": n_images, "root": str(data.root),
                      "synthetic": data.dataset == "synthetic"},
             seed=config.seed, method="patchcore",
-            timings={"train_s": fit_s, "infer_s": infer_s, "infer_ms_per_image": 1000 * infer_s / len(samples)},
+            timings={"train_s": fit_s, "infer_s": infer_s, "infer_ms_per_image": 1000 * infer_s / n_images},
             memory_bank=int(model.memory_bank.shape[0]), image_size=config.image_size, eval_size=config.eval_size)
         if save_maps:
             runs.save_maps(run_dir, run_maps)

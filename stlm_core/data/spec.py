@@ -55,6 +55,24 @@ class DataSpec:
         return np.stack([resize_image(s.image, size) for s in
                          tqdm(samples, desc=f"load {split}", disable=not progress, leave=False)])
 
+    def load_test(self, image_size: int | None, mask_size: int, *, progress: bool = True) -> dict[str, Any]:
+        """The test split in one pass (each file decoded once): ``images`` uint8 (N, S, S, 3) resized to
+        ``image_size`` (a list of originals when ``None``), ``masks`` uint8 {0, 1} (N, mask_size, mask_size),
+        ``labels`` (N,), ``defects`` (N,), ``paths`` (N,) strings."""
+        from tqdm import tqdm
+
+        from stlm_core.data.transforms import resize_image, resize_mask
+
+        dataset = self.open("test")
+        images, masks = [], []
+        for sample in tqdm(dataset, desc="load test", disable=not progress, leave=False):
+            images.append(sample.image if image_size is None else resize_image(sample.image, image_size))
+            masks.append(resize_mask(sample.mask, mask_size))
+        records = dataset.records
+        return {"images": images if image_size is None else np.stack(images),
+                "masks": np.stack(masks).astype(np.uint8), "labels": dataset.labels,
+                "defects": np.array([r.defect for r in records]), "paths": np.array([str(r.image_path) for r in records])}
+
     def validate(self, splits: tuple[str, ...], *, action: str) -> None:
         """Check every image and mask of ``splits`` before any work (decodable, masks present and of the image's
         size, defects in the test split); raises :class:`~stlm_core.errors.DatasetError` listing every problem."""

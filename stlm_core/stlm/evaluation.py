@@ -98,28 +98,24 @@ def infer(model, images: np.ndarray, config: StlmConfig, device: str = "cpu", ba
 def evaluate_locked(run_dir: Path, data: DataSpec, *, device: str = "auto", save_maps: bool = True,
                     progress: bool = True, batch_size: int = 8) -> Path:
     """:func:`evaluate` for a caller that already holds the run's lock (training)."""
-    from stlm_core.data.transforms import resize_mask
-
     device = resolve_device(device)
     model, config, state = load_model(run_dir, device)
     t0 = time.perf_counter()
-    images = data.load_images("test", config.image_size, progress=progress)
-    samples = data.open("test")
-    masks = np.stack([resize_mask(s.mask, config.eval_size) for s in samples]).astype(np.uint8)
+    test = data.load_test(config.image_size, config.eval_size, progress=progress)
+    n_images = len(test["labels"])
     t1 = time.perf_counter()
-    maps, scores = infer(model, images, config, device, batch_size, progress)
+    maps, scores = infer(model, test["images"], config, device, batch_size, progress)
     infer_s = time.perf_counter() - t1
-    run_maps = RunMaps(primary="fa" if "fa" in maps else "wo_fa", maps=maps, scores=scores,
-                       labels=np.array([int(s.label) for s in samples]), masks=masks,
-                       defects=np.array([s.defect for s in samples]), paths=np.array([str(s.path) for s in samples]))
+    run_maps = RunMaps(primary="fa" if "fa" in maps else "wo_fa", maps=maps, scores=scores, labels=test["labels"],
+                       masks=test["masks"], defects=test["defects"], paths=test["paths"])
     metrics = score_maps(run_maps)
     provenance = make_provenance(
         profile=config.profile, device=device, weights=state["weights"],
-        dataset={"name": data.dataset, "category": data.category, "files": len(samples), "root": str(data.root),
+        dataset={"name": data.dataset, "category": data.category, "files": n_images, "root": str(data.root),
                  "synthetic": data.dataset == "synthetic"},
         seed=config.seed, method="stlm",
         timings={"train_s": state["train_s"], "eval_s": time.perf_counter() - t0,
-                 "infer_ms_per_image": 1000 * infer_s / len(samples)},
+                 "infer_ms_per_image": 1000 * infer_s / n_images},
         epochs=state["epoch"], steps=state["step"], checkpoint="final epoch (no selection on test data)",
         train_threads=state.get("threads"), resumed_from=state.get("resumed_from"),
         textures=state.get("textures"), eval_size=config.eval_size, image_size=config.image_size,

@@ -73,7 +73,6 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
     The run is an ordinary STLM run record (final metrics, maps) with the curve in ``curve.json``; a finished run
     with its curve is reused unless ``force``.
     """
-    from stlm_core.data.transforms import resize_mask
     from stlm_core.fileio import atomic_write_json, read_json
     from stlm_core.runs import is_finished, run_dir_for
     from stlm_core.stlm.pseudo_anomaly import texture_source
@@ -90,10 +89,8 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
     n_train = len(data.open("train"))
     total_epochs = (-(-config.train_steps // max(1, n_train // config.batch_size)) if config.train_steps
                     else config.epochs)
-    images = data.load_images("test", config.image_size, progress=False)
-    samples = data.open("test")
-    masks = np.stack([resize_mask(s.mask, config.eval_size) for s in samples]).astype(np.uint8)
-    labels = np.array([int(s.label) for s in samples])
+    test = data.load_test(config.image_size, config.eval_size, progress=False)
+    images, masks, labels = test["images"], test["masks"], test["labels"]
     rows: list[dict] = []
     state = {"next": eval_every, "t0": time.perf_counter(), "eval_s": 0.0}
 
