@@ -215,3 +215,53 @@ PAPER_TABLES: dict[str, dict[str, str]] = {
 def paper_table_for(paper: str, dataset: str) -> str | None:
     """The id of ``paper``'s results table for ``dataset`` (``None``: the paper reports nothing on it)."""
     return PAPER_TABLES.get(paper, {}).get(dataset)
+
+
+GAIN_SUFFIX = "_gain_over_sota"
+
+
+def best_baseline(registry, *, table: str, dataset: str, column: str, category: str = "mean"):
+    """The registry row of the best *known* baseline value (kinds ``baseline`` / ``baseline_unverified``) of one
+    table, dataset, category and metric (the "previous state of the art" a claimed gain is measured from), or
+    ``None`` when no baseline value is known."""
+    pool = registry[(registry["table"] == table) & (registry["dataset"] == dataset) & (registry["column"] == column)
+                    & (registry["category"] == category)
+                    & registry["kind"].isin(["baseline", "baseline_unverified"]) & registry["value"].notna()]
+    return None if pool.empty else pool.loc[pool["value"].idxmax()]
+
+
+def claimed_gains(reproduced=None, *, paper: str = "clipsam", table: str = "CS-T1", registry=None):
+    """The paper's claimed gains over the previous state of the art beside what a run gives, one row per claim.
+
+    A claim is a registry cell whose column ends in ``_gain_over_sota`` (e.g. CLIP-SAM's VisA F1-max +10.3). The
+    previous SOTA is the best *known* baseline cell of the same table, dataset and metric (the registry's baseline
+    rows, taken from the baselines' own papers); ``implied`` = SOTA + claimed gain is what the paper's own cell
+    should then be. ``reproduced`` (optional): a frame with ``dataset`` and metric columns in [0, 1] (as from
+    :func:`stlm_core.runs.load_runs`); its mean over the rows of the claim's dataset, in points, gives
+    ``ours`` and ``our_gain`` = ours - SOTA (NaN when no run of that dataset is given).
+
+    Returns a ``pandas.DataFrame``: ``dataset, metric, claimed_gain, sota_row, sota, implied, ours,
+    n_categories, our_gain, source``.
+    """
+    import pandas as pd
+
+    reg = load_paper_results(paper=paper, table=table) if registry is None else registry[
+        (registry["paper"] == paper) & (registry["table"] == table)]
+    claims = reg[reg["column"].str.endswith(GAIN_SUFFIX) & reg["value"].notna()]
+    rows = []
+    for claim in claims.itertuples():
+        metric = claim.column[: -len(GAIN_SUFFIX)]
+        best = best_baseline(reg, table=table, dataset=claim.dataset, column=metric, category=claim.category)
+        sota = float(best["value"]) if best is not None else float("nan")
+        ours, n = float("nan"), 0
+        if reproduced is not None and metric in getattr(reproduced, "columns", ()):
+            values = pd.to_numeric(reproduced.loc[reproduced["dataset"] == claim.dataset, metric],
+                                   errors="coerce").dropna()
+            n = len(values)
+            ours = float(values.mean() * 100) if n else float("nan")
+        rows.append({"dataset": claim.dataset, "metric": metric, "claimed_gain": float(claim.value),
+                     "sota_row": best["row"] if best is not None else NA, "sota": sota,
+                     "implied": sota + float(claim.value), "ours": ours, "n_categories": n,
+                     "our_gain": ours - sota, "source": claim.source})
+    return pd.DataFrame(rows, columns=["dataset", "metric", "claimed_gain", "sota_row", "sota", "implied", "ours",
+                                       "n_categories", "our_gain", "source"])

@@ -21,37 +21,46 @@ def _pick_evenly(items: list, n: int) -> list:
 def dataset_gallery(dataset: str, root: str | Path, categories: list[str], n_normal: int = 2,
                     n_defect: int = 3, thumb: float = 1.6) -> Figure:
     """One row per category: ``n_normal`` normal training images, then ``n_defect`` defective test images, each
-    followed by its ground-truth mask (white = anomalous). Defective images are spread over defect types."""
+    followed by its ground-truth mask (white = anomalous). Defective images are spread over defect types.
+
+    Datasets whose anomalies have kinds (MVTec LOCO: logical vs structural) get one row per category and kind, so
+    the two kinds are shown apart (row label ``category / kind``)."""
     from stlm_core.data import open_dataset
 
-    n_cols = n_normal + 2 * n_defect
-    fig = Figure(figsize=(thumb * n_cols, thumb * len(categories) + 0.4), layout="constrained")
-    axes = fig.subplots(len(categories), n_cols, squeeze=False)
-    for row, category in enumerate(categories):
+    rows: list[tuple[str, list]] = []
+    for category in categories:
         train = open_dataset(dataset, root, category, "train")
         test = open_dataset(dataset, root, category, "test")
-        by_defect: dict[str, list[int]] = {}
+        normals = [("normal", train, i) for i in range(min(n_normal, len(train)))]
+        groups: dict[str | None, dict[str, list[int]]] = {}
         for i, record in enumerate(test.records):
             if record.label == 1:
-                by_defect.setdefault(record.defect, []).append(i)
-        order = [idx for group in zip(*by_defect.values()) for idx in group] if by_defect else []
-        panels = [("normal", train[i]) for i in range(min(n_normal, len(train)))]
-        for i in order[:n_defect]:
-            sample = test[i]
-            panels += [(sample.defect, sample), ("mask", sample)]
+                groups.setdefault(record.anomaly_kind, {}).setdefault(record.defect, []).append(i)
+        for kind, by_defect in (sorted(groups.items(), key=lambda kv: str(kv[0])) or [(None, {})]):
+            order = [idx for group in zip(*by_defect.values()) for idx in group] if by_defect else []
+            panels = list(normals)
+            for i in order[:n_defect]:
+                panels += [("defect", test, i), ("mask", test, i)]
+            rows.append((category if kind is None else f"{category} / {kind}", panels))
+    n_cols = n_normal + 2 * n_defect
+    fig = Figure(figsize=(thumb * n_cols, thumb * len(rows) + 0.4), layout="constrained")
+    axes = fig.subplots(len(rows), n_cols, squeeze=False)
+    for row, (label, panels) in enumerate(rows):
         for col, ax in enumerate(axes[row]):
             ax.set_xticks([])
             ax.set_yticks([])
             if col >= len(panels):
                 ax.axis("off")
                 continue
-            title, sample = panels[col]
-            if title == "mask":
+            role, split, index = panels[col]
+            sample = split[index]
+            if role == "mask":
                 ax.imshow(sample.mask, cmap="gray", vmin=0, vmax=1)
+                ax.set_title("mask", fontsize=8)
             else:
                 ax.imshow(sample.image)
-            ax.set_title(title, fontsize=8)
-        axes[row][0].set_ylabel(category, fontsize=9)
+                ax.set_title("normal" if role == "normal" else sample.defect, fontsize=8)
+        axes[row][0].set_ylabel(label, fontsize=9)
     fig.suptitle(f"{dataset}: normal training images, defective test images and their masks", fontsize=10)
     return fig
 
@@ -125,7 +134,8 @@ def example_rows(run_dir: str | Path, map_names: dict[str, str], per_defect: int
     """Rows for :func:`anomaly_map_grid` from a run record: per defect type, the ``per_defect`` defective test
     images with the largest masks (at the evaluation size), at most ``max_rows`` in all. ``map_names`` maps display
     names to the run's map names (e.g. ``{"w/o FA": "wo_fa", "Ours (FA)": "fa"}``). Each row also carries
-    ``index`` (the image's index in the run) and, when the run has per-image records, ``record``."""
+    ``index`` (the image's index in the run), ``arrays`` (the run's per-image extra arrays) and, when the run has
+    per-image records, ``record``."""
     from stlm_core.data.imageio import read_rgb
     from stlm_core.data.transforms import resize_image
     from stlm_core.runs import load_maps
@@ -146,10 +156,81 @@ def example_rows(run_dir: str | Path, map_names: dict[str, str], per_defect: int
         row = {"image": image, "mask": masks[i], "title": f"{defects[i]} ({path.name})", "index": int(i)}
         if run.records is not None:
             row["record"] = run.records[i]
+        row["arrays"] = {name: value[i] for name, value in run.arrays.items()}
         for display, name in map_names.items():
             row[display] = np.asarray(run.maps[name][i], dtype=np.float32)
         rows.append(row)
     return rows
+
+
+def _panel(ax, picture, title: str, cmap: str | None = None, **kwargs) -> None:
+    ax.imshow(picture, cmap=cmap, **kwargs)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=8)
+
+
+def _resized(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    array = np.asarray(array, dtype=np.float32)
+    return array if array.shape == shape else cv2.resize(array, shape[::-1], interpolation=cv2.INTER_NEAREST)
+
+
+PPG_ARRAYS = ("ppg_region", "ppg_ring", "ppg_similarity")
+
+
+def ppg_detail_figure(rows: list[dict], thumb: float = 1.7) -> Figure | None:
+    """CLIP-SAM Fig. 3 style, one row per example of :func:`example_rows` (a CLIP-SAM run with ``"CLIP map"``):
+    input + ground-truth contour, the CLIP map, S_a (extreme region, white), N_a (the ring where negatives are
+    drawn), the SAM co-feature similarity to the positives, and the chosen points (green + positive, red x
+    negative) on the input. ``None`` when the run saved no PPG arrays (made before they were recorded)."""
+    if not rows or any(name not in rows[0].get("arrays", {}) for name in PPG_ARRAYS):
+        return None
+    titles = ["input + ground truth", "CLIP map", "S_a (extreme region)", "N_a (ring)", "SAM similarity",
+              "points"]
+    fig = Figure(figsize=(thumb * len(titles), thumb * len(rows) + 0.3), layout="constrained")
+    axes = fig.subplots(len(rows), len(titles), squeeze=False)
+    for r, row in enumerate(rows):
+        shape = row["mask"].shape
+        arrays = {name: _resized(row["arrays"][name], shape) for name in PPG_ARRAYS}
+        _panel(axes[r][0], row["image"], titles[0])
+        axes[r][0].contour(row["mask"], levels=[0.5], colors="yellow", linewidths=0.8)
+        _panel(axes[r][1], row["CLIP map"], titles[1], cmap="jet")
+        _panel(axes[r][2], arrays["ppg_region"], titles[2], cmap="gray", vmin=0, vmax=1)
+        _panel(axes[r][3], arrays["ppg_ring"], titles[3], cmap="gray", vmin=0, vmax=1)
+        _panel(axes[r][4], arrays["ppg_similarity"], titles[4], cmap="viridis")
+        _panel(axes[r][5], row["image"], titles[5])
+        marks = prompt_marks(row["record"], shape, "points") if row.get("record") else None
+        if marks is not None and len(marks["xy"]):
+            xy, labels = marks["xy"], marks["labels"]
+            axes[r][5].scatter(*xy[labels == 1].T, marker="+", c="lime", s=40, linewidths=1.5)
+            axes[r][5].scatter(*xy[labels == 0].T, marker="x", c="red", s=30, linewidths=1.5)
+        axes[r][0].set_ylabel(row.get("title", ""), fontsize=8)
+    return fig
+
+
+def cps_stages_figure(rows: list[dict], thumb: float = 1.7) -> Figure | None:
+    """CLIP-SAM Fig. 4 style, one row per example of :func:`example_rows` (a CLIP-SAM run with ``"fused"``):
+    input, ground truth, the SAM mask of every cascade stage (M1, M2, M3: union over the prompt sets) and the
+    fused final map. ``None`` when the run saved no stage masks."""
+    if not rows:
+        return None
+    stages = sorted((n for n in rows[0].get("arrays", {}) if n.startswith("cps_stage")), key=lambda n: int(n[9:]))
+    if not stages:
+        return None
+    titles = ["input", "ground truth", *[f"M{name[9:]} (stage {name[9:]})" for name in stages], "fused map"]
+    fig = Figure(figsize=(thumb * len(titles), thumb * len(rows) + 0.3), layout="constrained")
+    axes = fig.subplots(len(rows), len(titles), squeeze=False)
+    for r, row in enumerate(rows):
+        shape = row["mask"].shape
+        _panel(axes[r][0], row["image"], titles[0])
+        _panel(axes[r][1], row["mask"], titles[1], cmap="gray", vmin=0, vmax=1)
+        for c, name in enumerate(stages, start=2):
+            _panel(axes[r][c], _resized(row["arrays"][name], shape), titles[c], cmap="gray", vmin=0, vmax=1)
+        _panel(axes[r][-1], jet_overlay(row["image"], row["fused"]), titles[-1])
+        axes[r][0].set_ylabel(row.get("title", ""), fontsize=8)
+    return fig
 
 
 def loss_curves(run_dirs: dict[str, str | Path], terms: tuple[str, ...] = ("loss", "plain", "denoise", "focal", "l1"),

@@ -159,3 +159,22 @@ def describe_results(runs, baseline=None):
                  + ": these numbers say how this setting performs on this data, not what the paper's SAM-guided "
                    "model reaches on MVTec AD.")
     return Markdown(" ".join(parts))
+
+
+def describe_gains(gains, dataset: str, runs) -> str:
+    """One or two generated sentences on :func:`stlm_core.paper_results.claimed_gains`: whether this chapter's
+    runs can speak to the paper's claimed gains, and if so how ours compare."""
+    if gains.empty:
+        return "The registry holds no claimed gains for this table."
+    claim_sets = sorted(set(gains["dataset"]))
+    if dataset not in claim_sets:
+        return (f"The claimed gains are on {', '.join(claim_sets)}; this chapter ran on {dataset!r}, so it cannot "
+                "confirm or refute them (rerun it with -p dataset visa -p data_root <VisA root>).")
+    parts = []
+    for row in gains[gains["dataset"] == dataset].itertuples():
+        parts.append(f"{row.metric}: ours {row.ours:.1f} vs implied {row.implied:.1f} "
+                     f"({row.our_gain:+.1f} over {row.sota_row}, claimed {row.claimed_gain:+.1f})")
+    random = bool(runs["random_init"].fillna(False).any()) if "random_init" in runs else False
+    caveat = (" These runs use random weights, so the comparison says nothing about the claim." if random else
+              " With the official weights this is a direct check of the claim.")
+    return "; ".join(parts) + "." + caveat

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any, Mapping
+
+from stlm_core.paper_results import GAIN_SUFFIX, best_baseline
 
 COLUMNS: tuple[str, ...] = ("paper", "item", "claim", "paper value", "ours", "produced by", "status")
 TOLERANCE_POINTS = 1.0      # |ours - paper| in percentage points that still counts as reproduced
@@ -34,7 +37,6 @@ LABELS = {
     "latency_ms": "inference time per image (GPU, batch and precision not stated)",
     "cps_extra_ms": "extra time of the cascaded prompt stage (device not stated)",
 }
-GAIN_SUFFIX = "_gain_over_sota"
 
 REPRODUCED = "reproduced on this device"
 STRUCTURAL = "structurally verified only"
@@ -232,13 +234,6 @@ def _metric_row(cell, runs, registry, flags: dict) -> dict:
     return _row(cell, ours, produced_by(used, method), status)
 
 
-def _best_baseline(registry, cell, column: str):
-    pool = registry[(registry["table"] == cell["table"]) & (registry["dataset"] == cell["dataset"])
-                    & (registry["column"] == column) & registry["kind"].isin(["baseline", "baseline_unverified"])]
-    pool = pool[pool["value"].notna()]
-    return None if pool.empty else pool.loc[pool["value"].idxmax()]
-
-
 def _gain_row(cell, runs, registry, flags: dict) -> dict:
     method, column = METHODS[cell["paper"]], cell["column"][: -len(GAIN_SUFFIX)]
     used, kind = select_runs(runs, method, cell["dataset"], column)
@@ -246,7 +241,8 @@ def _gain_row(cell, runs, registry, flags: dict) -> dict:
         return _row(cell, "no runs", produced_by(used, method), NEEDS_OFFICIAL)
     _note_flags(used, flags)
     value, covered = category_mean(used, column)
-    best = _best_baseline(registry, cell, column)
+    best = best_baseline(registry, table=cell["table"], dataset=cell["dataset"], column=column,
+                         category=cell["category"])
     if kind != "comparable" or best is None:
         status = _status_of(kind) if kind != "comparable" else "no baseline value to measure the gain against"
         return _row(cell, f"{LABELS.get(column, column)} {value:.2f} %", produced_by(used, method), status)
@@ -317,6 +313,27 @@ def _speed_source(measured: Mapping) -> str:
     return (f"measured in this build on {measured.get('device', 'cpu')}"
             + (f" ({threads} thread(s))" if threads else "") + ", batch 1, fp32; the cost does not depend on "
                                                                "the weights")
+
+
+def speedup_claims(measured: Mapping | None):
+    """STLM's Fig. 1 caption claims ("8x faster than PatchCore, 4x than FOD, 1x than SimpleNet, 0.5x than RD++"),
+    each read as t_other = (1 + N) t_STLM, beside the time ratio measured on this device where that method is
+    measured here (PatchCore only; the others have no implementation in this project). A ``pandas.DataFrame``:
+    ``method, claimed, claimed time ratio, measured time ratio, measured as``."""
+    import pandas as pd
+
+    from stlm_core.baselines.bench import CLAIMED_SPEEDUPS
+
+    ratios = (measured or {}).get("ratios") or {}
+    rows = []
+    for method, speedup in CLAIMED_SPEEDUPS.items():
+        found = {k: v for k, v in ratios.items() if k.lower().startswith(method.lower())}
+        rows.append({"method": method, "claimed": f"{_number(speedup)}x faster",
+                     "claimed time ratio": 1 + speedup,
+                     "measured time ratio": "; ".join(f"{v:.2f}" for v in found.values()) or NOT_MEASURED,
+                     "measured as": "; ".join(found) or (NOT_MEASURED if method == "PatchCore"
+                                                         else "no implementation in this project")})
+    return pd.DataFrame(rows).set_index("method")
 
 
 def speed_claim_row(measured: Mapping | None) -> dict:
@@ -418,14 +435,31 @@ def _patchcore_latency(profile: str, runs: int, warmup: int, device: str, n_trai
 
 
 def measure_speed_ratios(profile: str = "cpu", *, paper_architecture: bool = True, runs: int = 2, warmup: int = 1,
-                         device: str = "cpu", n_train: int = 200) -> dict[str, Any]:
+                         device: str = "cpu", n_train: int = 200, cache_dir: str | Path | None = None
+                         ) -> dict[str, Any]:
     """Batch-1 latencies of STLM and PatchCore on this device and their ratios, shaped like
     :func:`stlm_core.baselines.bench.speed_ratios` but quicker (no coreset fit; see :func:`_patchcore_latency`).
 
     ``paper_architecture``: also time the paper architectures (STLM at 1024 px, about 6 s per forward on one CPU
     thread; PatchCore with WideResNet-50 at 224 px) that the "8x faster" claim is about.
+    ``cache_dir``: keep the result in a JSON file there, keyed by the arguments, host, thread count and torch
+    version, and reuse it (the efficiency chapter and the scorecard then show the same measurement, and a rebuilt
+    book does not time everything again). The result says when it was measured (``measured_at``).
     """
+    import datetime
+    import socket
+
     import torch
+
+    from stlm_core.fileio import atomic_write_json, read_json
+    from stlm_core.runs import config_id
+
+    key = {"profile": profile, "paper_architecture": paper_architecture, "runs": runs, "warmup": warmup,
+           "device": device, "n_train": n_train, "threads": torch.get_num_threads(), "torch": torch.__version__,
+           "host": socket.gethostname()}
+    cache = Path(cache_dir) / f"speed_ratios-{config_id(key)}.json" if cache_dir is not None else None
+    if cache is not None and cache.is_file():
+        return read_json(cache)
 
     from stlm_core.baselines.patchcore_run import PatchCoreConfig
     from stlm_core.stlm.bench import bench_stlm
@@ -440,8 +474,13 @@ def measure_speed_ratios(profile: str = "cpu", *, paper_architecture: bool = Tru
         median[stlm_key] = stlm["latency"]["median_ms"]
         median[patchcore_key] = _patchcore_latency(name, runs, warmup, device, n_train)
         ratios[f"{patchcore_key} / {stlm_key}"] = median[patchcore_key] / median[stlm_key]
-    return {"median_ms": median, "ratios": ratios, "device": device, "threads": torch.get_num_threads(),
-            "runs": runs, "warmup": warmup}
+    result = {"median_ms": median, "ratios": ratios, "device": device, "threads": torch.get_num_threads(),
+              "runs": runs, "warmup": warmup,
+              "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(cache, result)
+    return result
 
 
 def _backbone_word(backbone: str) -> str:

@@ -51,6 +51,30 @@ def test_run_image_returns_maps_of_the_image_shape(models):
     assert set(result.timings_ms) == {"clip", "sam_encoder", "ppg", "cps"}
 
 
+def test_detail_arrays_are_the_unions_of_what_ppg_and_cps_did(models):
+    from stlm_core.clipsam.pipeline import detail_arrays
+
+    clip, sam = models
+    cfg = ClipSamConfig.from_profile("smoke", tau=0.0)
+    pipe = ClipSamPipeline(cfg, clip, TrainingFreeLocaliser(), sam)
+    image = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    result = pipe.run_image(image, "widget")
+    arrays = detail_arrays(result, 64, cfg.cps_stages)
+    assert set(arrays) == {"ppg_region", "ppg_ring", "ppg_similarity", "cps_stage1", "cps_stage2", "cps_stage3"}
+    region = np.any([p.region for p in result.prompts], axis=0)
+    np.testing.assert_array_equal(arrays["ppg_region"], region.astype(np.uint8))     # same size: no resampling
+    for k in range(3):
+        stage = np.any([c.logits[k] > 0 for c in result.cascades], axis=0)
+        np.testing.assert_array_equal(arrays[f"cps_stage{k + 1}"], stage.astype(np.uint8))
+    # the last stage's union is where the fused logits are positive
+    final = np.max([c.final_logits for c in result.cascades], axis=0)
+    np.testing.assert_array_equal(arrays["cps_stage3"], (final > 0).astype(np.uint8))
+    # no SAM call: everything zero
+    cfg_empty = ClipSamConfig.from_profile("smoke", tau=1.5)
+    none = ClipSamPipeline(cfg_empty, clip, TrainingFreeLocaliser(), NoSam()).run_image(image, "widget")
+    assert all(not a.any() for a in detail_arrays(none, 32, 3).values())
+
+
 def test_empty_extreme_region_skips_sam_and_halves_clip_map(models):
     clip, _ = models
     cfg = ClipSamConfig.from_profile("smoke", tau=1.5)                   # clip_map <= 1: S_a always empty
@@ -90,6 +114,7 @@ def test_cli_zeroshot_and_cross_dataset_adapters(synthetic_root, mvtec_tree, tmp
     maps = load_maps(run)
     assert maps.maps["cascade"].shape == maps.masks.shape == (6, 64, 64)
     assert len(read_extras(run)) == 6
+    assert maps.arrays["cps_stage1"].shape == maps.arrays["ppg_region"].shape == (6, 64, 64)
     assert "random weights" in capsys.readouterr().out
     # the same directory with a different configuration is refused (exit status 2, no traceback)
     assert main(args + ["--tau", "0.7"]) == 2

@@ -228,3 +228,17 @@ def test_check_reports_empty_splits_and_missing_defects(mvtec_tree):
     with pytest.raises(DatasetError, match="has 2 problems") as info:
         check_dataset("mvtec", root, progress=False)
     assert len(str(info.value).splitlines()) == 3
+
+
+def test_select_categories_accepts_what_papermill_passes(synthetic_root):
+    from stlm_core.data import list_categories, select_categories
+    from stlm_core.errors import DatasetError
+
+    every = list_categories("synthetic", synthetic_root)
+    assert select_categories("synthetic", synthetic_root) == every
+    assert select_categories("synthetic", synthetic_root, max_categories=2) == every[:2]
+    assert select_categories("synthetic", synthetic_root, "nut_like") == ["nut_like"]         # -p categories nut_like
+    assert select_categories("synthetic", synthetic_root, "nut_like, wood_like") == ["nut_like", "wood_like"]
+    assert select_categories("synthetic", synthetic_root, ["wood_like"]) == ["wood_like"]
+    with pytest.raises(DatasetError, match="available: .*nut_like"):
+        select_categories("synthetic", synthetic_root, "bottle")

@@ -82,3 +82,27 @@ def test_compare_rejects_ambiguous_reproduced_rows():
 def test_format_value():
     assert format_value(None) == "n/a" and format_value(float("nan")) == "n/a"
     assert format_value(98.256) == "98.26" and format_value(1, digits=0) == "1"
+
+
+def test_claimed_gains_take_the_best_known_baseline_and_score_ours_against_it():
+    from stlm_core.paper_results import claimed_gains
+
+    def cell(row, column, value, kind):
+        return {"paper": "clipsam", "table": "CS-T1", "dataset": "visa", "category": "mean", "row": row,
+                "column": column, "value": value, "unit": "%", "kind": kind, "source": "s", "note": ""}
+
+    registry = pd.DataFrame([
+        cell("ours", "pixel_ap_gain_over_sota", 5.0, "paper_claim"),
+        cell("A", "pixel_ap", 20.0, "baseline"),
+        cell("B", "pixel_ap", 30.0, "baseline_unverified"),
+        cell("C", "pixel_ap", float("nan"), "unknown"),
+        cell("D", "pixel_f1_max", 90.0, "baseline"),          # another metric: not a candidate
+    ])
+    runs = pd.DataFrame({"dataset": ["visa", "visa", "mvtec"], "pixel_ap": [0.40, 0.30, 0.99]})
+    gains = claimed_gains(runs, registry=registry)
+    assert len(gains) == 1
+    row = gains.iloc[0]
+    assert row["sota_row"] == "B" and row["sota"] == 30.0 and row["implied"] == 35.0
+    assert row["n_categories"] == 2 and row["ours"] == pytest.approx(35.0) and row["our_gain"] == pytest.approx(5.0)
+    # no run of the claim's dataset: ours stays unknown
+    assert math.isnan(claimed_gains(runs[runs["dataset"] == "mvtec"], registry=registry).iloc[0]["ours"])

@@ -121,3 +121,26 @@ def test_speed_claim_against_the_measured_ratio():
     assert row(card, "STLM-T2", "inference time")["status"].startswith("needs a GPU")
     fast = card_for(pd.DataFrame(), {**measured, "ratios": {"patchcore_wrn50_224 / stlm_paper_1024": 9.5}})
     assert row(fast, "STLM-F1", "faster than PatchCore")["status"] == REPRODUCED
+
+
+def test_speedup_claims_sit_beside_the_measured_ratio_only_where_measured():
+    from stlm_core.scorecard import NOT_MEASURED, speedup_claims
+
+    table = speedup_claims({"ratios": {"patchcore_wrn50_224 / stlm_paper_1024": 0.5}})
+    assert list(table.index) == ["PatchCore", "FOD", "SimpleNet", "RD++"]
+    assert table.loc["PatchCore", "claimed time ratio"] == 9.0 and table.loc["RD++", "claimed time ratio"] == 1.5
+    assert table.loc["PatchCore", "measured time ratio"] == "0.50"
+    assert table.loc["FOD", "measured time ratio"] == NOT_MEASURED
+    assert speedup_claims(None).loc["PatchCore", "measured as"] == NOT_MEASURED
+
+
+def test_speed_ratios_are_cached_by_their_arguments(tmp_path, monkeypatch):
+    from stlm_core import scorecard
+
+    calls = []
+    monkeypatch.setattr(scorecard, "_patchcore_latency", lambda *a: calls.append("pc") or 10.0)
+    first = scorecard.measure_speed_ratios("smoke", paper_architecture=False, runs=1, warmup=0, cache_dir=tmp_path)
+    again = scorecard.measure_speed_ratios("smoke", paper_architecture=False, runs=1, warmup=0, cache_dir=tmp_path)
+    assert again == first and calls == ["pc"]                       # the second call reads the file
+    scorecard.measure_speed_ratios("smoke", paper_architecture=False, runs=2, warmup=0, cache_dir=tmp_path)
+    assert calls == ["pc", "pc"]                                     # other arguments: measured again

@@ -236,3 +236,31 @@ def test_dtd_texture_source(tmp_path):
     assert source.sample(16, np.random.default_rng(0)).shape == (16, 16, 3)
     with pytest.raises(StlmError, match="DTD"):
         DtdTextures(tmp_path)  # no */*.jpg directly under tmp_path
+
+
+def test_ablation_table_takes_final_rows_reported_map_and_seed_spread():
+    import math
+
+    import pandas as pd
+
+    from stlm_core.stlm.study import ablation_table
+
+    def row(variant, category, seed, step, fa, wo_fa):
+        return {"variant": variant, "category": category, "seed": seed, "step": step, "fa.pixel_auroc": fa,
+                "fa.pixel_aupro": fa, "wo_fa.pixel_auroc": wo_fa, "wo_fa.pixel_aupro": wo_fa}
+
+    curves = pd.DataFrame([
+        row("cpu", "a", 0, 10, 0.1, 0.1), row("cpu", "a", 0, 20, 0.9, 0.5),      # only the last step counts
+        row("cpu", "b", 0, 20, 0.7, 0.5),
+        row("cpu", "a", 1, 20, 0.8, 0.5), row("cpu", "b", 1, 20, 0.6, 0.5),
+        row("no_fa", "a", 0, 20, None, 0.6), row("no_fa", "b", 0, 20, None, 0.4),  # no FA head: the w/o-FA map
+    ])
+    table = ablation_table(curves)
+    assert list(table.index) == ["cpu", "no_fa"]                                 # reference first
+    cpu = table.loc["cpu"]
+    assert cpu["map"] == "fa" and cpu["seeds"] == 2 and cpu["categories"] == 2
+    assert cpu["pixel_auroc"] == pytest.approx(0.75)                             # seed means 0.8 and 0.7
+    assert cpu["pixel_auroc_sd"] == pytest.approx(pd.Series([0.8, 0.7]).std())
+    no_fa = table.loc["no_fa"]
+    assert no_fa["map"] == "wo_fa" and no_fa["pixel_auroc"] == pytest.approx(0.5)
+    assert no_fa["delta_auroc"] == pytest.approx(-0.25) and math.isnan(no_fa["pixel_auroc_sd"])

@@ -9,6 +9,8 @@ Per image (uint8 (H, W, 3) RGB, any size):
    CPS cascade; the final logits are the pixel-wise max over components (union of masks); fusion gives the map.
 
 Maps for evaluation are resized to ``eval_size`` squared (bilinear) and masks likewise (bilinear, > 0.5).
+The intermediate results behind the PPG and CPS figures (:func:`detail_arrays`) are kept at ``DETAIL_SIZE``
+squared at most, so that a record of a 1024 px run stays small.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from stlm_core.data.transforms import resize_mask
 from stlm_core.weights import AUTO
 
 STAGES = ("clip", "sam_encoder", "ppg", "cps")
+DETAIL_SIZE = 256  # side of the saved PPG / CPS detail arrays (at most the evaluation size)
 
 
 @dataclass
@@ -60,6 +63,31 @@ class ImageResult:
                 for p, c in zip(self.prompts, self.cascades)
             ],
         }
+
+
+def detail_arrays(result: "ImageResult", size: int, n_stages: int) -> dict[str, np.ndarray]:
+    """What PPG and CPS did on one image, at ``size`` squared, unions over the prompt sets (components of S_a):
+
+    ``ppg_region`` uint8 {0, 1} (S_a), ``ppg_ring`` uint8 (N_a, where negatives are drawn), ``ppg_similarity``
+    float16 (SAM co-feature similarity to the positives; 0 where PPG computed none), ``cps_stage<k>`` uint8 (the
+    mask of cascade stage k, logits > 0) for k = 1..``n_stages``. All zeros when S_a was empty (no SAM call).
+    """
+    def union(planes: list[np.ndarray], dtype) -> np.ndarray:
+        if not planes:
+            return np.zeros((size, size), dtype)
+        stacked = np.max(np.stack([np.asarray(p, np.float32) for p in planes]), axis=0)
+        out = resize_map(stacked, size)
+        return (out > 0.5).astype(np.uint8) if dtype is np.uint8 else out.astype(dtype)
+
+    prompts, cascades = result.prompts, result.cascades
+    arrays = {
+        "ppg_region": union([p.region for p in prompts], np.uint8),
+        "ppg_ring": union([p.ring for p in prompts], np.uint8),
+        "ppg_similarity": union([p.similarity for p in prompts if p.similarity is not None], np.float16),
+    }
+    for k in range(n_stages):
+        arrays[f"cps_stage{k + 1}"] = union([c.logits[k] > 0 for c in cascades if len(c.logits) > k], np.uint8)
+    return arrays
 
 
 def upsample_map(map_small: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
@@ -148,7 +176,8 @@ class ClipSamPipeline:
 
         Keys: ``maps`` (N, E, E) final maps, ``clip_maps`` (N, E, E), ``masks`` (N, E, E) uint8, ``scores`` (N,),
         ``clip_scores`` (N,), ``labels`` (N,), ``paths``, ``prompts`` (per image, original pixels), ``timings_ms``
-        (per stage, list over images), ``sam_calls`` (number of images where S_a was non-empty).
+        (per stage, list over images), ``sam_calls`` (number of images where S_a was non-empty), ``details``
+        name -> (N, d, d) arrays of :func:`detail_arrays` (d = min(eval size, ``DETAIL_SIZE``)).
         """
         from tqdm import tqdm
 
@@ -157,7 +186,8 @@ class ClipSamPipeline:
         # ``limit``: an evenly spaced subset, so that normal and anomalous images (sorted by folder) both appear
         indices = np.unique(np.linspace(0, len(samples) - 1, n).round().astype(int)) if n else []
         out: dict = {"maps": [], "clip_maps": [], "masks": [], "scores": [], "clip_scores": [], "labels": [],
-                     "paths": [], "prompts": [], "timings_ms": {s: [] for s in STAGES}}
+                     "paths": [], "prompts": [], "timings_ms": {s: [] for s in STAGES}, "details": {}}
+        detail_size = min(size, DETAIL_SIZE)
         for i in tqdm(indices, desc=f"zeroshot {class_name}", disable=not progress):
             sample = samples[int(i)]
             result = self.run_image(sample.image, class_name)
@@ -172,9 +202,12 @@ class ClipSamPipeline:
                                    **result.prompt_record()})
             for stage in STAGES:
                 out["timings_ms"][stage].append(result.timings_ms[stage])
+            for name, array in detail_arrays(result, detail_size, self.config.cps_stages).items():
+                out["details"].setdefault(name, []).append(array)
         for key in ("maps", "clip_maps", "masks"):
             out[key] = np.stack(out[key]) if out[key] else np.zeros((0, size, size), np.float32)
         for key in ("scores", "clip_scores", "labels"):
             out[key] = np.asarray(out[key])
+        out["details"] = {name: np.stack(arrays) for name, arrays in out["details"].items()}
         out["sam_calls"] = int(sum(p["sam_called"] for p in out["prompts"]))
         return out

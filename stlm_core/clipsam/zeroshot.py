@@ -110,7 +110,7 @@ def run(config: ClipSamConfig, data: DataSpec, *, run_dir: str | Path | None = N
                            scores={"cascade": result["scores"], "clip": result["clip_scores"]},
                            labels=result["labels"], masks=result["masks"],
                            defects=np.array([r.defect for r in samples.records]), paths=np.asarray(result["paths"]),
-                           records=result["prompts"])
+                           arrays=result["details"], records=result["prompts"])
         metrics = score_maps(run_maps)
         stage_ms = {stage: float(np.mean(v)) if v else None for stage, v in result["timings_ms"].items()}
         provenance = make_provenance(

@@ -13,12 +13,14 @@ problem of a split before work starts (:mod:`~stlm_core.data.validate`).
 from __future__ import annotations
 
 from stlm_core.data.problems import DataProblem
-from stlm_core.data.registry import ALIASES, DATASET_NAMES, READERS, get_reader, list_categories, open_dataset
+from stlm_core.data.registry import (ALIASES, DATASET_NAMES, READERS, get_reader, list_categories, open_dataset,
+                                     select_categories)
 from stlm_core.data.sample import AnomalyDataset, Sample, SampleRecord
 from stlm_core.data.spec import DataSpec
 from stlm_core.data.validate import raise_for_problems, validate_split
 
 __all__ = [
     "AnomalyDataset", "Sample", "SampleRecord", "DATASET_NAMES", "ALIASES", "READERS", "get_reader",
-    "list_categories", "open_dataset", "DataSpec", "DataProblem", "validate_split", "raise_for_problems",
+    "list_categories", "select_categories", "open_dataset", "DataSpec", "DataProblem", "validate_split",
+    "raise_for_problems",
 ]

@@ -46,6 +46,23 @@ def list_categories(dataset: str, root: str | Path) -> list[str]:
     return get_reader(dataset).categories(Path(root))
 
 
+def select_categories(dataset: str, root: str | Path, categories=None, max_categories: int | None = None) -> list[str]:
+    """The categories a chapter runs on: ``categories`` as a list, or one string (``"bottle"`` or ``"bottle,cable"``,
+    as ``papermill -p categories bottle`` passes it), default all of the root; at most ``max_categories``. Unknown
+    names raise :class:`~stlm_core.errors.DatasetError` listing the available ones."""
+    from stlm_core.errors import DatasetError
+
+    available = list_categories(dataset, root)
+    if isinstance(categories, str):
+        categories = [c.strip() for c in categories.split(",") if c.strip()]
+    chosen = list(categories) if categories else available
+    unknown = [c for c in chosen if c not in available]
+    if unknown:
+        raise DatasetError(f"categories {unknown} not found in the {dataset} root {root}; available: "
+                           f"{', '.join(available) or 'none'}.")
+    return chosen[:max_categories] if max_categories else chosen
+
+
 def open_dataset(dataset: str, root: str | Path, category: str, split: str) -> AnomalyDataset:
     """A lazily loaded dataset of one category and split (``train`` | ``test``; LOCO also ``validation``)."""
     reader = get_reader(dataset)

@@ -8,7 +8,7 @@ the state dicts load with no missing or unexpected keys. Networks are built with
 (x - 127) / 128, and ImageNet mean/std works as well (see the classification test).
 
 :class:`EfficientNetLiteFeatures` maps (B, 3, S, S), S a multiple of 32, to the STLM feature contract: a list of
-two (B, 256, S/16, S/16) tensors, so it can stand in for the SAM teacher (frozen) or initialise a student
+two (B, 256, S/16, S/16) tensors (or S/8 with ``output_stride=8``), so it can stand in for the SAM teacher (frozen) or initialise a student
 (trainable copy with the same arguments: identical outputs at initialisation).
 
 Example::
@@ -185,7 +185,12 @@ class EfficientNetLiteFeatures(_FrozenMixin, nn.Module):
     P1, P2 are fixed random orthogonal (out_channels, C_in) matrices (``torch.nn.init.orthogonal_`` from a
     generator seeded with ``projection_seed``; level 1 drawn first), applied as 1x1 convolutions and registered
     as buffers (copies and state dicts carry them; they are never trained). The average pool does not count
-    the zero padding. Inputs: ImageNet / SAM normalised, S (and any W) a multiple of 32.
+    the zero padding. With ``output_stride=8`` both levels are on the stride-8 grid instead (S/8: four times the
+    map cells, for finer anomaly maps at small inputs)::
+
+        level 1 = P1 @ cat(n(f8), n(bilinear_upsample(f16, S/8)))
+        level 2 = bilinear_upsample(P2 @ cat(n(f16), n(bilinear_upsample(f32, S/16))), S/8)
+ Inputs: ImageNet / SAM normalised, S (and any W) a multiple of 32.
 
     Args:
         variant: ``efficientnet_lite0`` | ``efficientnet_lite1`` | ``efficientnet_lite2``.
@@ -194,6 +199,7 @@ class EfficientNetLiteFeatures(_FrozenMixin, nn.Module):
         projection_seed: seed of the fixed orthogonal projections.
         frozen: teacher mode (eval always, no gradients, forward under ``no_grad``); ``False`` = trainable.
         drop_connect_rate: stochastic depth in train mode (0 = none, so a trainable copy is deterministic).
+        output_stride: 16 (the STLM contract, S/16 maps) or 8 (S/8 maps).
 
     A trainable module built with the same ``variant`` / ``pretrained`` / ``projection_seed`` / ``out_channels``
     (or :meth:`trainable_copy`) gives identical outputs at initialisation (in eval mode, or in train mode up to
@@ -201,8 +207,12 @@ class EfficientNetLiteFeatures(_FrozenMixin, nn.Module):
     """
 
     def __init__(self, *, variant: str = "efficientnet_lite0", pretrained: bool = True, out_channels: int = 256,
-                 projection_seed: int = 0, frozen: bool = True, drop_connect_rate: float = 0.0):
+                 projection_seed: int = 0, frozen: bool = True, drop_connect_rate: float = 0.0,
+                 output_stride: int = 16):
         super().__init__()
+        if output_stride not in (8, 16):
+            raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
+        self.output_stride = int(output_stride)
         self.frozen = bool(frozen)
         self.out_channels = int(out_channels)
         self.projection_seed = int(projection_seed)
@@ -226,13 +236,17 @@ class EfficientNetLiteFeatures(_FrozenMixin, nn.Module):
             raise ValueError(f"expected (B, 3, H, W) with H and W multiples of 32, got {tuple(x.shape)}")
         f8, f16, f32 = self.backbone._forward(x)
         size = f16.shape[-2:]
-        pooled8 = F.avg_pool2d(f8, kernel_size=3, stride=2, padding=1, count_include_pad=False)
         up32 = F.interpolate(f32, size=size, mode="bilinear", align_corners=False)
         n16 = F.normalize(f16, dim=1)
-        level1 = torch.cat([F.normalize(pooled8, dim=1), n16], dim=1)
-        level2 = torch.cat([n16, F.normalize(up32, dim=1)], dim=1)
-        return [F.conv2d(level1, self.projection1[:, :, None, None]),
-                F.conv2d(level2, self.projection2[:, :, None, None])]
+        level2 = F.conv2d(torch.cat([n16, F.normalize(up32, dim=1)], dim=1), self.projection2[:, :, None, None])
+        if self.output_stride == 8:
+            up16 = F.interpolate(f16, size=f8.shape[-2:], mode="bilinear", align_corners=False)
+            level1 = torch.cat([F.normalize(f8, dim=1), F.normalize(up16, dim=1)], dim=1)
+            level2 = F.interpolate(level2, size=f8.shape[-2:], mode="bilinear", align_corners=False)
+        else:
+            pooled8 = F.avg_pool2d(f8, kernel_size=3, stride=2, padding=1, count_include_pad=False)
+            level1 = torch.cat([F.normalize(pooled8, dim=1), n16], dim=1)
+        return [F.conv2d(level1, self.projection1[:, :, None, None]), level2]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         if self.frozen:

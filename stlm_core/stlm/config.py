@@ -74,6 +74,7 @@ class StlmConfig(ProfileConfig):
     teacher_window: int = 0
     teacher_global_attn: tuple[int, ...] = ()
     teacher_pretrained: bool = True
+    feature_stride: int = 16
     # students
     student_dims: tuple[int, ...] = ()
     student_depths: tuple[int, ...] = ()
@@ -127,6 +128,12 @@ class StlmConfig(ProfileConfig):
                               "(it only applies to TinyViT students).")
         if self.fa_prior is not None and not 0.0 < self.fa_prior < 1.0:
             raise ConfigError(f"fa_prior must be a probability in (0, 1) or null, got {self.fa_prior}.")
+        check_choice("feature_stride", self.feature_stride, (8, 16))
+        if self.feature_stride != 16 and (self.teacher not in OFFLINE_TEACHERS or self.student != "teacher_copy"):
+            raise ConfigError(f"feature_stride {self.feature_stride} needs an EfficientNet-Lite teacher and "
+                              f"'teacher_copy' students; SAM's image embedding, the TinyViT students and the shared "
+                              f"decoder are on the stride-16 grid (teacher {self.teacher!r}, student "
+                              f"{self.student!r}).")
         if self.teacher in OFFLINE_TEACHERS and self.image_size % 32:
             raise ConfigError(f"EfficientNet-Lite teachers need image_size to be a multiple of 32, got "
                               f"{self.image_size}.")
@@ -148,8 +155,8 @@ class StlmConfig(ProfileConfig):
 
     @property
     def embed_size(self) -> int:
-        """Side of the 256-channel feature maps (image_size / 16)."""
-        return self.image_size // 16
+        """Side of the 256-channel feature maps (image_size / feature_stride)."""
+        return self.image_size // self.feature_stride
 
     @property
     def n_levels(self) -> int:

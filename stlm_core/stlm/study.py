@@ -20,9 +20,11 @@ from stlm_core.data.spec import DataSpec
 VARIANTS: dict[str, dict[str, Any]] = {
     "cpu": {},
     "paper_faithful": {"teacher": "efficientnet_lite0", "student": "tinyvit", "use_plain": True, "fa_prior": None,
-                       "wo_fa_combine": "product", "student_freeze_bn": False},
+                       "wo_fa_combine": "product", "student_freeze_bn": False, "feature_stride": 16},
     "paper_faithful_sam_teacher": {"teacher": "reduced", "student": "tinyvit", "use_plain": True, "fa_prior": None,
-                                   "wo_fa_combine": "product", "student_freeze_bn": False},
+                                   "wo_fa_combine": "product", "student_freeze_bn": False, "feature_stride": 16},
+    "stride_16": {"feature_stride": 16},
+    "stride_8": {"feature_stride": 8},
     "random_teacher": {"teacher_pretrained": False},
     "plain_stream": {"use_plain": True},
     "no_fa_prior": {"fa_prior": None},
@@ -31,6 +33,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_fa": {"use_fa": False},
     "one_level": {"use_decoder": False},
     "aug_prob_1": {"aug_prob": 1.0},
+    "aug_prob_0.25": {"aug_prob": 0.25},
+    "tinyvit_students": {"student": "tinyvit", "feature_stride": 16},
+}
+
+# STLM-T5: the factor each ablation variant changes, and its setting (the reference is the profile as is).
+ABLATION_FACTORS: dict[str, tuple[str, str]] = {
+    "cpu": ("reference", "the profile as is"),
+    "random_teacher": ("teacher", "randomly initialised (knows nothing)"),
+    "plain_stream": ("plain stream", "a trained plain student instead of the frozen teacher"),
+    "one_level": ("decoder level", "off (one feature level)"),
+    "no_fa": ("FA head", "off (the w/o-FA map is the result)"),
+    "aug_prob_1": ("pseudo-anomaly probability", "1.0"),
+    "aug_prob_0.25": ("pseudo-anomaly probability", "0.25"),
+    "tinyvit_students": ("student init", "random TinyViT-5M students + shared decoder"),
+    "paper_faithful": ("all of the official recipe", "random TinyViT students, plain stream, default FA init"),
+    "student_bn_train": ("student BatchNorm", "statistics updated at batch 2"),
+    "no_fa_prior": ("FA head init", "default bias (no prior)"),
+    "product_map": ("w/o-FA map", "product over levels"),
+    "stride_16": ("feature grid", "stride 16"),
+    "stride_8": ("feature grid", "stride 8"),
 }
 
 
@@ -100,7 +122,7 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
         t = time.perf_counter()
         metrics = evaluate_in_memory(model, config, data, images, masks, labels)
         state["eval_s"] += time.perf_counter() - t
-        row = {"variant": variant, "dataset": data.dataset, "category": data.category, "step": step,
+        row = {"variant": variant, "dataset": data.dataset, "category": data.category, "seed": seed, "step": step,
                "train_s": time.perf_counter() - state["t0"] - state["eval_s"]}
         for name, values in metrics.items():
             row.update({f"{name}.{k}": v for k, v in values.items()})
@@ -111,3 +133,35 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
     train(config, data, run_dir=run_dir, force=True, progress=progress, on_epoch_end=on_epoch_end)
     atomic_write_json(curve_path, {"variant": variant, "eval_every": eval_every, "rows": rows})
     return rows
+
+
+def ablation_table(curves, reference: str = "cpu"):
+    """STLM-T5 from learning-study rows: the final evaluation of every (variant, category, seed), then per variant
+    the mean (and, with several seeds, the standard deviation over seeds of the category mean) of the reported
+    map's pixel AUROC and AUPRO and the difference to ``reference``.
+
+    The reported map is the FA map where the variant has one, else the w/o-FA map. Rows follow
+    :data:`ABLATION_FACTORS`' order. Returns a ``pandas.DataFrame`` indexed by variant with columns ``factor,
+    setting, map, seeds, categories, pixel_auroc, pixel_auroc_sd, pixel_aupro, pixel_aupro_sd, delta_auroc``
+    (fractions in [0, 1]; sd NaN with one seed).
+    """
+    import pandas as pd
+
+    frame = curves.assign(seed=curves["seed"].fillna(0) if "seed" in curves else 0)
+    final = frame.sort_values("step").groupby(["variant", "category", "seed"]).tail(1)
+    rows = []
+    for variant, group in final.groupby("variant", sort=False):
+        has_fa = "fa.pixel_auroc" in group and group["fa.pixel_auroc"].notna().all()
+        name = "fa" if has_fa else "wo_fa"
+        per_seed = group.groupby("seed")[[f"{name}.pixel_auroc", f"{name}.pixel_aupro"]].mean()
+        factor, setting = ABLATION_FACTORS.get(variant, (variant, ""))
+        rows.append({"variant": variant, "factor": factor, "setting": setting, "map": name,
+                     "seeds": len(per_seed), "categories": group["category"].nunique(),
+                     "pixel_auroc": per_seed.iloc[:, 0].mean(), "pixel_auroc_sd": per_seed.iloc[:, 0].std(),
+                     "pixel_aupro": per_seed.iloc[:, 1].mean(), "pixel_aupro_sd": per_seed.iloc[:, 1].std()})
+    table = pd.DataFrame(rows).set_index("variant")
+    order = [v for v in ABLATION_FACTORS if v in table.index] + [v for v in table.index if v not in ABLATION_FACTORS]
+    table = table.loc[order]
+    base = table.loc[reference, "pixel_auroc"] if reference in table.index else float("nan")
+    table["delta_auroc"] = table["pixel_auroc"] - base
+    return table

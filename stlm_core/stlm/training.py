@@ -195,7 +195,6 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
             return (torch.stack(anomalous).to(device), torch.stack(normal).to(device),
                     torch.stack(masks).to(device))
 
-        side = config.embed_size
         model.train()
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
@@ -212,7 +211,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
                     parts["plain"] = cosine_loss(plain, target_a)
                 if model.fa is not None:
                     logits = model.maps(plain, denoise)["fa_logits"]
-                    target = (F.interpolate(mask, size=(side, side), mode="bilinear", align_corners=False)
+                    target = (F.interpolate(mask, size=logits.shape[-2:], mode="bilinear", align_corners=False)
                               > 0.5).float()
                     parts["focal"] = focal_loss(logits, target)
                     parts["l1"] = (torch.sigmoid(logits) - target).abs().mean()
