@@ -72,6 +72,35 @@ def test_feature_contract_shapes(variant, size):
         assert torch.isfinite(level).all()
 
 
+def test_stride_8_levels_are_finer_and_agree_with_stride_16_where_they_share_blocks():
+    import torch.nn.functional as F
+
+    x = torch.randn(1, 3, 128, 128)
+    coarse = EfficientNetLiteFeatures(variant="efficientnet_lite0", output_stride=16)(x)
+    fine = EfficientNetLiteFeatures(variant="efficientnet_lite0", output_stride=8)(x)
+    assert [f.shape for f in fine] == [(1, 256, 16, 16)] * 2 and [c.shape for c in coarse] == [(1, 256, 8, 8)] * 2
+    # level 2 is the same stride-16 projection, bilinearly upsampled to the stride-8 grid
+    expected = F.interpolate(coarse[1], size=(16, 16), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(fine[1], expected)
+    # level 1 differs: it keeps the stride-8 block at full resolution
+    assert not torch.allclose(F.avg_pool2d(fine[0], 2), coarse[0], atol=1e-3)
+    clone = EfficientNetLiteFeatures(variant="efficientnet_lite0", output_stride=8).trainable_copy().eval()
+    assert clone.output_stride == 8 and torch.equal(clone(x)[0], fine[0])
+    with pytest.raises(ValueError, match="output_stride"):
+        EfficientNetLiteFeatures(output_stride=4)
+
+
+def test_stride_8_config_needs_an_offline_teacher_and_copied_students():
+    from stlm_core.errors import ConfigError
+    from stlm_core.stlm.config import StlmConfig
+
+    assert StlmConfig.from_profile("cpu", feature_stride=8).embed_size == 32
+    with pytest.raises(ConfigError, match="teacher_copy"):
+        StlmConfig.from_profile("cpu", feature_stride=8, student="tinyvit")
+    with pytest.raises(ConfigError, match="feature_stride"):
+        StlmConfig.from_profile("smoke", feature_stride=8)
+
+
 def test_rejects_sizes_not_multiple_of_32():
     with pytest.raises(ValueError, match="multiples of 32"):
         EfficientNetLiteFeatures()(torch.randn(1, 3, 100, 100))

@@ -156,7 +156,7 @@ def test_mobile_sam_checkpoint_loads_into_decoder_and_students(tmp_path):
     sam = sam_model_registry["vit_t"](checkpoint=None)
     path = tmp_path / "mobile_sam.pt"
     torch.save(sam.state_dict(), path)
-    config = StlmConfig.from_profile("cpu", student="tinyvit")
+    config = StlmConfig.from_profile("cpu", student="tinyvit", feature_stride=16)
     decoder = build_mobilesam_decoder(image_size=config.image_size, checkpoint=path)
     for name, value in sam.mask_decoder.state_dict().items():
         assert torch.equal(decoder.mask_decoder.state_dict()[name], value), name

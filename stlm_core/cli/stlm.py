@@ -37,7 +37,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
              "student_init": args.student_init, "rotation": args.rotation, "use_plain": args.plain,
              "use_decoder": args.decoder, "use_fa": args.fa, "student": args.student,
              "teacher_pretrained": args.teacher_pretrained, "fa_prior": args.fa_prior,
-             "wo_fa_combine": args.wo_fa_combine}
+             "wo_fa_combine": args.wo_fa_combine, "feature_stride": args.feature_stride}
     overrides = {k: v for k, v in named.items() if v is not None}
     if args.epochs is not None and args.steps is None:
         overrides["train_steps"] = None  # an explicit --epochs wins over the profile's step budget
@@ -48,7 +48,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 # --dataset/--root/--category) takes them from the record instead.
 SETTING_OPTIONS = ("profile", "epochs", "steps", "batch_size", "seed", "image_size", "eval_size", "teacher",
                    "student_init", "rotation", "plain", "decoder", "fa", "limit", "student", "teacher_pretrained",
-                   "fa_prior", "wo_fa_combine")
+                   "fa_prior", "wo_fa_combine", "feature_stride")
 DATA_OPTIONS = ("dataset", "root", "category")
 
 
@@ -220,6 +220,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ablation.add_argument("--student", choices=STUDENTS, default=None,
                           help="tinyvit = TinyViT students + shared decoder (paper); teacher_copy = students start as "
                                "copies of the teacher (cpu)")
+    ablation.add_argument("--feature-stride", type=int, choices=(8, 16), default=None,
+                          help="feature grid of the maps: 16 (SAM's, the paper) or 8 (finer maps; EfficientNet-Lite "
+                               "teacher with teacher_copy students only)")
     ablation.add_argument("--fa-prior", type=float, default=None,
                           help="initialise the FA head at this probability (cpu 0.01; paper: default init)")
     ablation.add_argument("--wo-fa-combine", choices=WO_FA_COMBINES, default=None,

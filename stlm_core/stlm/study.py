@@ -58,7 +58,9 @@ ABLATION_FACTORS: dict[str, tuple[str, str]] = {
 
 def evaluate_in_memory(model, config, data: DataSpec, images: np.ndarray, masks: np.ndarray,
                        labels: np.ndarray) -> dict[str, dict]:
-    """Metrics of every map of ``model`` on preloaded test images (eval mode; restores nothing)."""
+    """Metrics of every map of ``model`` on preloaded test images (eval mode; restores nothing), plus two
+    diagnostics per map: ``inside`` = mean map value on defective pixels, ``outside`` = on the other pixels of
+    the test images (they show whether a map loses its contrast or only its ranking)."""
     from stlm_core.runs import RunMaps, score_maps
     from stlm_core.stlm.evaluation import infer
 
@@ -67,7 +69,13 @@ def evaluate_in_memory(model, config, data: DataSpec, images: np.ndarray, masks:
     n = len(labels)
     run_maps = RunMaps(primary="fa" if "fa" in maps else "wo_fa", maps=maps, scores=scores, labels=labels,
                        masks=masks, defects=np.array([""] * n), paths=np.array([""] * n))
-    return score_maps(run_maps)
+    metrics = score_maps(run_maps)
+    defective = np.asarray(masks, bool)
+    for name, values in maps.items():
+        values = np.asarray(values, np.float64)
+        metrics[name]["inside"] = float(values[defective].mean()) if defective.any() else None
+        metrics[name]["outside"] = float(values[~defective].mean())
+    return metrics
 
 
 CURVE_FILE = "curve.json"
