@@ -100,6 +100,7 @@ def describe_learning(curves):
     for name in ("paper_faithful", "random_teacher"):
         if name in by_variant and name != top:
             lines.append(f"**{name}** reaches {100 * by_variant[name]:.1f} % on the same data and schedule.")
+    lines += contrast_sentences(curves)
     below = final[final["best"] < 0.5]
     if len(below):
         lines.append(f"{len(below)} of {len(final)} variant/category results are below chance (0.5): those maps "
@@ -110,6 +111,34 @@ def describe_learning(curves):
                  + "; they show which recipe learns within minutes, not what STLM reaches with SAM at 1024 px on a "
                    "GPU.")
     return Markdown(" ".join(lines))
+
+
+def contrast_sentences(curves, map_name: str = "wo_fa") -> list[str]:
+    """Per variant whose ``map_name`` pixel AUROC fell from its best evaluation to the last one: how the map's mean
+    value on defective pixels and on the other pixels moved in between (the learning-study rows' ``inside`` /
+    ``outside``), i.e. whether the students also learned to reproduce the defects (the contrast shrinks) or the
+    map only got noisier."""
+    needed = {f"{map_name}.pixel_auroc", f"{map_name}.inside", f"{map_name}.outside"}
+    if not needed <= set(curves.columns):
+        return []
+    lines = []
+    for variant, group in curves.dropna(subset=sorted(needed)).groupby("variant"):
+        mean = group.groupby("step")[sorted(needed)].mean().sort_index()
+        if len(mean) < 2:
+            continue
+        auroc = mean[f"{map_name}.pixel_auroc"]
+        best, last = auroc.idxmax(), auroc.index[-1]
+        if auroc[last] > auroc[best] - 0.02:
+            continue
+        ratio = (mean[f"{map_name}.inside"] / mean[f"{map_name}.outside"].clip(lower=1e-12))
+        lines.append(f"**{variant}**: the {map_name.replace('_', '-')} map's pixel AUROC fell from "
+                     f"{100 * auroc[best]:.1f} % (step {best}) to {100 * auroc[last]:.1f} % (step {last}); its mean "
+                     f"value on defects went from {mean[f'{map_name}.inside'][best]:.3g} to "
+                     f"{mean[f'{map_name}.inside'][last]:.3g} and elsewhere from "
+                     f"{mean[f'{map_name}.outside'][best]:.3g} to {mean[f'{map_name}.outside'][last]:.3g}, so the "
+                     f"defect-to-normal contrast went from {ratio[best]:.2f}x to {ratio[last]:.2f}x"
+                     + (": the streams also learned to agree on the defects." if ratio[last] < ratio[best] else "."))
+    return lines
 
 
 def schedule_note(profile: str, steps: int | None):

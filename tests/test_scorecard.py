@@ -144,3 +144,19 @@ def test_speed_ratios_are_cached_by_their_arguments(tmp_path, monkeypatch):
     assert again == first and calls == ["pc"]                       # the second call reads the file
     scorecard.measure_speed_ratios("smoke", paper_architecture=False, runs=2, warmup=0, cache_dir=tmp_path)
     assert calls == ["pc", "pc"]                                     # other arguments: measured again
+
+
+def test_contrast_sentences_name_the_fall_and_the_shrinking_contrast():
+    import pandas as pd
+
+    from stlm_core.report import contrast_sentences
+
+    curves = pd.DataFrame({
+        "variant": ["a"] * 3 + ["b"] * 3, "category": "c", "step": [10, 20, 30] * 2,
+        "wo_fa.pixel_auroc": [0.7, 0.8, 0.6, 0.7, 0.8, 0.9],
+        "wo_fa.inside": [0.5, 0.4, 0.1, 0.5, 0.5, 0.5], "wo_fa.outside": [0.1, 0.1, 0.05, 0.1, 0.1, 0.1]})
+    lines = contrast_sentences(curves)
+    assert len(lines) == 1 and lines[0].startswith("**a**")                # b never fell
+    assert "80.0 % (step 20) to 60.0 % (step 30)" in lines[0] and "4.00x to 2.00x" in lines[0]
+    assert "agree on the defects" in lines[0]
+    assert contrast_sentences(curves.drop(columns="wo_fa.inside")) == []
