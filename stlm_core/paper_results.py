@@ -265,3 +265,31 @@ def claimed_gains(reproduced=None, *, paper: str = "clipsam", table: str = "CS-T
                      "our_gain": ours - sota, "source": claim.source})
     return pd.DataFrame(rows, columns=["dataset", "metric", "claimed_gain", "sota_row", "sota", "implied", "ours",
                                        "n_categories", "our_gain", "source"])
+
+
+def rows_beside_ours(reproduced, *, paper: str, table: str, dataset: str, ours: str = "ours (these runs)",
+                     registry=None):
+    """Every row of a paper's table for one dataset's mean (the paper's own row and the baseline rows, values in
+    %, unknown = NaN; the paper's own row "X (ours)" shown as "X (paper)") with the mean of ``reproduced`` (metric columns in [0, 1], e.g. :func:`stlm_core.runs.
+    load_runs` filtered to ``dataset``) appended as the row ``ours``. Claimed gains (``*_gain_over_sota``) are
+    left out (see :func:`claimed_gains`). Returns a ``pandas.DataFrame`` indexed by row, one column per metric,
+    plus ``kind`` (how the registry knows the row's values) and ``categories`` (runs averaged for ours)."""
+    import pandas as pd
+
+    reg = load_paper_results(paper=paper, table=table) if registry is None else registry[
+        (registry["paper"] == paper) & (registry["table"] == table)]
+    reg = reg[(reg["dataset"] == dataset) & (reg["category"] == "mean") & ~reg["column"].str.endswith(GAIN_SUFFIX)]
+    if reg.empty:
+        return pd.DataFrame()
+    columns = list(dict.fromkeys(reg["column"]))
+    wide = reg.pivot_table(index="row", columns="column", values="value", aggfunc="first", dropna=False,
+                           sort=False).reindex(columns=columns)
+    kinds = reg.groupby("row", sort=False)["kind"].agg(lambda k: ", ".join(sorted(set(k))))
+    wide["kind"] = kinds.reindex(wide.index)
+    wide["categories"] = pd.NA
+    wide.index = [row.replace("(ours)", "(paper)") for row in wide.index]  # the paper's own row, not ours
+    mine = reproduced[reproduced["dataset"] == dataset] if "dataset" in reproduced else reproduced
+    values = {c: float(pd.to_numeric(mine[c], errors="coerce").mean() * 100) if c in mine else float("nan")
+              for c in columns}
+    wide.loc[ours] = {**values, "kind": "measured here", "categories": len(mine)}
+    return wide

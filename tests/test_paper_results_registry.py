@@ -106,3 +106,26 @@ def test_claimed_gains_take_the_best_known_baseline_and_score_ours_against_it():
     assert row["n_categories"] == 2 and row["ours"] == pytest.approx(35.0) and row["our_gain"] == pytest.approx(5.0)
     # no run of the claim's dataset: ours stays unknown
     assert math.isnan(claimed_gains(runs[runs["dataset"] == "mvtec"], registry=registry).iloc[0]["ours"])
+
+
+def test_rows_beside_ours_lists_the_papers_rows_and_appends_the_measured_mean():
+    from stlm_core.paper_results import rows_beside_ours
+
+    def cell(row, column, value, kind, dataset="visa"):
+        return {"paper": "clipsam", "table": "CS-T1", "dataset": dataset, "category": "mean", "row": row,
+                "column": column, "value": value, "unit": "%", "kind": kind, "source": "s", "note": ""}
+
+    registry = pd.DataFrame([
+        cell("M (ours)", "pixel_ap", float("nan"), "unknown"),
+        cell("M (ours)", "pixel_ap_gain_over_sota", 7.7, "paper_claim"),     # left out: a claim, not a cell
+        cell("A", "pixel_ap", 20.0, "baseline"),
+        cell("B", "pixel_ap", 30.0, "baseline", dataset="mvtec"),           # another dataset
+    ])
+    runs = pd.DataFrame({"dataset": ["visa", "visa", "mvtec"], "pixel_ap": [0.2, 0.4, 0.9]})
+    table = rows_beside_ours(runs, paper="clipsam", table="CS-T1", dataset="visa", registry=registry)
+    assert list(table.index) == ["M (paper)", "A", "ours (these runs)"]
+    assert list(table.columns) == ["pixel_ap", "kind", "categories"]
+    assert math.isnan(table.loc["M (paper)", "pixel_ap"]) and table.loc["A", "pixel_ap"] == 20.0
+    assert table.loc["ours (these runs)", "pixel_ap"] == pytest.approx(30.0)
+    assert table.loc["ours (these runs)", "categories"] == 2
+    assert rows_beside_ours(runs, paper="clipsam", table="CS-T1", dataset="dagm", registry=registry).empty
