@@ -79,6 +79,41 @@ def _coerce(value: Any, annotation: Any) -> Any:
     return value
 
 
+# Each method's profile table (the PROFILE_TABLE of its config class), for reading run records without importing
+# the methods; and the fields that set a schedule or a seed rather than the recipe.
+PROFILE_TABLES = {
+    "stlm": Path(__file__).parent / "stlm" / "profiles.yaml",
+    "clipsam": Path(__file__).parent / "clipsam" / "profiles.yaml",
+    "patchcore": Path(__file__).parent / "baselines" / "profiles.yaml",
+}
+SCHEDULE_FIELDS = ("seed", "train_steps", "epochs")
+# fields a method sets from its inputs rather than its recipe (CLIP-SAM: the localiser follows the adapter file)
+DERIVED_FIELDS = {"clipsam": ("localiser",)}
+
+
+def table_values(table_path: Path, profile: str) -> dict[str, Any]:
+    """Every field's value in ``profile`` of a profile table (the ``paper`` values updated with the profile's)."""
+    table = load_profile_table(str(table_path))
+    values = {name: entry["value"] for name, entry in table["paper"].items()}
+    values.update({name: entry["value"] for name, entry in table[profile].items()})
+    return values
+
+
+def changed_from_profile(method: str, config: dict[str, Any], ignore: tuple[str, ...] = SCHEDULE_FIELDS) -> list[str]:
+    """The fields of a recorded config (``to_dict()``, with ``profile``) whose values differ from its profile's,
+    sorted, ``ignore`` left out: ``[]`` = the profile's own recipe (e.g. not an ablation variant). Unknown
+    methods or profiles give ``["?"]``."""
+    from stlm_core.fileio import to_jsonable
+
+    table_path, profile = PROFILE_TABLES.get(method), config.get("profile")
+    if table_path is None or profile not in PROFILES:
+        return ["?"]
+    values = to_jsonable(table_values(table_path, profile))
+    ignore = (*ignore, *DERIVED_FIELDS.get(method, ()))
+    return sorted(name for name, value in config.items()
+                  if name not in ignore and name != "profile" and name in values and values[name] != value)
+
+
 @dataclasses.dataclass(frozen=True)
 class ProfileConfig:
     """Base of the per-method configs: the profile factory, dict round-trip and validated copies."""
@@ -103,10 +138,7 @@ class ProfileConfig:
     def profile_values(cls, profile: str) -> dict[str, Any]:
         """Every field's value in ``profile`` (the ``paper`` table updated with the profile's changes)."""
         check_profile(profile)
-        table = load_profile_table(str(cls.PROFILE_TABLE))
-        values = {name: entry["value"] for name, entry in table["paper"].items()}
-        values.update({name: entry["value"] for name, entry in table[profile].items()})
-        return values
+        return table_values(cls.PROFILE_TABLE, profile)
 
     @classmethod
     def from_profile(cls: type[C], profile: str, **overrides: Any) -> C:

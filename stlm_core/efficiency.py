@@ -9,14 +9,15 @@ from pathlib import Path
 def measured_points(runs_dir: str | Path, dataset: str, profile: str = "cpu", runs: int = 3, warmup: int = 1,
                     device: str = "cpu"):
     """One row per method: ``method``, ``latency_ms`` (median, batch 1), ``pixel_auroc`` (mean over the finished
-    runs of that method, profile and dataset; NaN without runs), ``categories``, ``params_m``, ``image_size``."""
+    runs of that method's own recipe, profile and dataset; NaN without runs), ``categories``, ``params_m``,
+    ``image_size``."""
     import pandas as pd
 
     from stlm_core.baselines.bench import bench_patchcore
-    from stlm_core.runs import load_runs
+    from stlm_core.runs import load_runs, recipe_runs
     from stlm_core.stlm.bench import bench_stlm
 
-    frame = load_runs(runs_dir)
+    frame = recipe_runs(load_runs(runs_dir))  # the profile's own recipe, not the ablation variants
     rows = []
     for method, label, bench in (("stlm", f"STLM ({profile})", lambda: bench_stlm(profile, runs=runs, warmup=warmup,
                                                                                    device=device)),

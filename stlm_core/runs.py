@@ -408,10 +408,13 @@ def load_runs(runs_dir: str | os.PathLike, run_dirs: list[str | os.PathLike] | N
 
     Columns: ``method``, ``dataset``, ``category``, ``run_id``, ``profile``, ``map`` (the primary map's name),
     ``weights`` (JSON of the identities), ``random_init``, ``synthetic``, ``seed``, ``device``, ``threads``,
-    ``git_commit``, ``run_dir``, the primary map's metrics (``pixel_auroc`` ...), every secondary map's as
+    ``git_commit``, ``run_dir``, ``changed`` (comma-separated config fields that differ from the profile's recipe,
+    seed and schedule aside; ``""`` = the profile as is), ``train_steps``, the primary map's metrics (``pixel_auroc`` ...), every secondary map's as
     ``<name>.<metric>`` (e.g. ``wo_fa.pixel_auroc``), and timings as ``time.<phase>``. Unfinished runs are skipped.
     """
     import pandas as pd
+
+    from stlm_core.configs import changed_from_profile
 
     if run_dirs is None:
         runs_dir = Path(runs_dir)
@@ -434,6 +437,8 @@ def load_runs(runs_dir: str | os.PathLike, run_dirs: list[str | os.PathLike] | N
             "synthetic": ds.get("synthetic", cfg.get("dataset") == "synthetic"),
             "seed": prov.get("seed"), "device": prov.get("device"), "threads": prov.get("threads"),
             "git_commit": prov.get("git_commit"), "run_dir": str(run_dir),
+            "changed": ",".join(changed_from_profile(cfg.get("method"), cfg.get("config") or {})),
+            "train_steps": (cfg.get("config") or {}).get("train_steps"),
         }
         row.update(run["metrics"])
         for name, metrics in run["secondary"].items():
@@ -445,3 +450,15 @@ def load_runs(runs_dir: str | os.PathLike, run_dirs: list[str | os.PathLike] | N
     if not rows:
         return pd.DataFrame(columns=id_cols)
     return pd.DataFrame(rows).sort_values(id_cols, kind="stable").reset_index(drop=True)
+
+
+def recipe_runs(frame):
+    """The runs of each profile's own recipe (no ablation or variant: ``changed == ""``), one per method, dataset,
+    category and profile: the longest schedule (``train_steps``; none = the profile's full schedule), then the
+    latest run id order. Frames without the ``changed`` column are returned as they are."""
+    if "changed" not in frame or frame.empty:
+        return frame
+    own = frame[frame["changed"].fillna("") == ""]
+    steps = own["train_steps"].astype(float).fillna(float("inf")) if "train_steps" in own else 0
+    own = own.assign(_steps=steps).sort_values("_steps", kind="stable")
+    return own.drop_duplicates(["method", "dataset", "category", "profile"], keep="last").drop(columns="_steps")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from stlm_core.paper_results import GAIN_SUFFIX, best_baseline
+from stlm_core.runs import recipe_runs
 
 COLUMNS: tuple[str, ...] = ("paper", "item", "claim", "paper value", "ours", "produced by", "status")
 TOLERANCE_POINTS = 1.0      # |ours - paper| in percentage points that still counts as reproduced
@@ -122,10 +123,11 @@ def _preferred_group(frame):
 
 
 def select_runs(runs, method: str, dataset: str | None, column: str, *, synthetic_fallback: bool = True):
-    """``(runs used, kind)`` for one claim; kind is comparable | other_profile | random | synthetic | none."""
+    """``(runs used, kind)`` for one claim; kind is comparable | other_profile | random | synthetic | none.
+    Only the profiles' own recipes count (:func:`recipe_runs`), never ablation variants."""
     if runs is None or runs.empty or column not in runs or "method" not in runs:
         return runs.iloc[0:0] if runs is not None else None, "none"
-    mine = runs[(runs["method"] == method) & runs[column].notna()]
+    mine = recipe_runs(runs[(runs["method"] == method) & runs[column].notna()])
     if method in PRIMARY_MAPS and "map" in mine:
         mine = mine[mine["map"] == PRIMARY_MAPS[method]]
     synthetic = _synthetic(mine)
@@ -287,7 +289,7 @@ def _cps_ms(run_dirs) -> list[float]:
 def _cps_row(cell, runs, flags: dict) -> dict:
     if runs is None or runs.empty or "method" not in runs:
         return _row(cell, "no runs", produced_by(None, "clipsam"), NEEDS_OFFICIAL)
-    mine = runs[(runs["method"] == "clipsam")]
+    mine = recipe_runs(runs[(runs["method"] == "clipsam")])
     comparable = mine[comparable_mask(mine)]
     used = comparable if len(comparable) else _preferred_group(mine) if len(mine) else mine
     values = _cps_ms(used["run_dir"]) if "run_dir" in used else []

@@ -160,3 +160,28 @@ def test_contrast_sentences_name_the_fall_and_the_shrinking_contrast():
     assert "80.0 % (step 20) to 60.0 % (step 30)" in lines[0] and "4.00x to 2.00x" in lines[0]
     assert "agree on the defects" in lines[0]
     assert contrast_sentences(curves.drop(columns="wo_fa.inside")) == []
+
+
+def test_claims_use_the_profiles_own_recipe_only_and_the_longest_schedule():
+    import pandas as pd
+
+    from stlm_core.runs import recipe_runs
+
+    def run(changed, steps, auroc, category="a"):
+        return {"method": "stlm", "dataset": "mvtec", "category": category, "profile": "cpu", "changed": changed,
+                "train_steps": steps, "pixel_auroc": auroc}
+
+    runs = pd.DataFrame([run("", 120, 0.90), run("", 500, 0.95), run("teacher_pretrained", 500, 0.60),
+                         run("", None, 0.97, category="b"), run("", 60, 0.80, category="b")])
+    chosen = recipe_runs(runs).set_index("category")["pixel_auroc"]
+    assert chosen.to_dict() == {"a": 0.95, "b": 0.97}      # the variant is never averaged in
+
+
+def test_load_runs_names_the_fields_a_run_changed(tmp_path):
+    from stlm_core.configs import changed_from_profile
+    from stlm_core.stlm.config import StlmConfig
+
+    assert changed_from_profile("stlm", StlmConfig.from_profile("cpu", seed=3, train_steps=7).to_dict()) == []
+    variant = StlmConfig.from_profile("cpu", teacher_pretrained=False, use_fa=False).to_dict()
+    assert changed_from_profile("stlm", variant) == ["teacher_pretrained", "use_fa"]
+    assert changed_from_profile("unknown", {}) == ["?"]

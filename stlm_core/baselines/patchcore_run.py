@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stlm_core import runs
-from stlm_core.configs import ProfileConfig
+from stlm_core.configs import PROFILE_TABLES, ProfileConfig
 from stlm_core.data.spec import DataSpec
 from stlm_core.errors import ConfigError
 from stlm_core.fileio import ensure_writable
@@ -28,7 +28,7 @@ from stlm_core.runtime import resolve_device
 class PatchCoreConfig(ProfileConfig):
     """PatchCore settings; values per profile in ``baselines/profiles.yaml``."""
 
-    PROFILE_TABLE = Path(__file__).with_name("profiles.yaml")
+    PROFILE_TABLE = PROFILE_TABLES["patchcore"]
     METHOD = "patchcore"
 
     backbone: str = ""

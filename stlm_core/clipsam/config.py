@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stlm_core.configs import ProfileConfig, check_choice
+from stlm_core.configs import PROFILE_TABLES, ProfileConfig, check_choice
 from stlm_core.errors import ConfigError
 
 LOCALISERS = ("adapters", "training_free")
@@ -31,7 +31,7 @@ KERNEL_SHAPES = ("ellipse", "rect", "cross")
 class ClipSamConfig(ProfileConfig):
     """Every setting of one CLIP-SAM run. Provenance of each default: ``profiles.yaml``."""
 
-    PROFILE_TABLE = Path(__file__).with_name("profiles.yaml")
+    PROFILE_TABLE = PROFILE_TABLES["clipsam"]
     METHOD = "clipsam"
 
     # Stage A: CLIP localiser

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stlm_core.configs import ProfileConfig, check_choice
+from stlm_core.configs import PROFILE_TABLES, ProfileConfig, check_choice
 from stlm_core.errors import ConfigError
 
 SAM_TEACHERS = ("vit_h", "vit_l", "vit_b")
@@ -59,7 +59,7 @@ def _positive(name: str, value: int | float | None, *, allow_none: bool = False)
 class StlmConfig(ProfileConfig):
     """Every setting of an STLM run (architecture, ablations, training, evaluation); sizes in pixels."""
 
-    PROFILE_TABLE = Path(__file__).with_name("profiles.yaml")
+    PROFILE_TABLE = PROFILE_TABLES["stlm"]
     METHOD = "stlm"
 
     # input / evaluation
