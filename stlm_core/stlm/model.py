@@ -1,7 +1,8 @@
 """The STLM inference model: two student streams + shared decoder + FA head, and its anomaly maps.
 
 Conventions: inputs are SAM-normalised images (B, 3, S, S); features are lists over levels
-(level 1 = image embedding, level 2 = decoder-transformer output), each (B, 256, S/16, S/16) (S/8 with an EfficientNet-Lite teacher at feature_stride 8).
+(level 1 = image embedding, level 2 = decoder-transformer output), each (B, 256, S/16, S/16) (S/8 with an
+EfficientNet-Lite teacher at feature_stride 8).
 
 - ``wo_fa_map`` (the map "w/o FA") = prod_l (1 - cos(P_l, D_l)) (or the sum over levels), (B, 1, h, w);
 - ``fa_map`` = FA(concat_l(-P^_l * D^_l)), (B, 1, h, w), in [0, 1] (``None`` when FA is switched off);
