@@ -107,6 +107,16 @@ def _scale(unit: str, column: str, fraction_columns: Iterable[str]) -> float:
     return 100.0 if unit in ("%", "") and column in set(fraction_columns) else 1.0
 
 
+def _table_cells(registry, paper: str, table: str, **extra):
+    """The registry cells of one paper's table (the packaged registry when ``registry`` is None)."""
+    if registry is None:
+        return load_paper_results(paper=paper, table=table, **extra)
+    cells = registry[(registry["paper"] == paper) & (registry["table"] == table)]
+    for name, value in extra.items():
+        cells = cells[cells[name] == value]
+    return cells
+
+
 def compare_with_paper(reproduced, *, paper: str, table: str, row: str, dataset: str | None = None,
                        columns: Iterable[str] | None = None, fraction_columns: Iterable[str] | None = None,
                        add_mean: bool = True, registry=None):
@@ -136,8 +146,7 @@ def compare_with_paper(reproduced, *, paper: str, table: str, row: str, dataset:
     from stlm_core.metrics import METRIC_KEYS
 
     fraction_columns = tuple(METRIC_KEYS if fraction_columns is None else fraction_columns)
-    reg = load_paper_results(paper=paper, table=table, row=row) if registry is None else registry[
-        (registry["paper"] == paper) & (registry["table"] == table) & (registry["row"] == row)]
+    reg = _table_cells(registry, paper, table, row=row)
     if dataset is not None:
         reg = reg[reg["dataset"] == dataset]
     rep = reproduced.copy()
@@ -245,8 +254,7 @@ def claimed_gains(reproduced=None, *, paper: str = "clipsam", table: str = "CS-T
     """
     import pandas as pd
 
-    reg = load_paper_results(paper=paper, table=table) if registry is None else registry[
-        (registry["paper"] == paper) & (registry["table"] == table)]
+    reg = _table_cells(registry, paper, table)
     claims = reg[reg["column"].str.endswith(GAIN_SUFFIX) & reg["value"].notna()]
     rows = []
     for claim in claims.itertuples():
@@ -270,14 +278,14 @@ def claimed_gains(reproduced=None, *, paper: str = "clipsam", table: str = "CS-T
 def rows_beside_ours(reproduced, *, paper: str, table: str, dataset: str, ours: str = "ours (these runs)",
                      registry=None):
     """Every row of a paper's table for one dataset's mean (the paper's own row and the baseline rows, values in
-    %, unknown = NaN; the paper's own row "X (ours)" shown as "X (paper)") with the mean of ``reproduced`` (metric columns in [0, 1], e.g. :func:`stlm_core.runs.
-    load_runs` filtered to ``dataset``) appended as the row ``ours``. Claimed gains (``*_gain_over_sota``) are
+    %, unknown = NaN; the paper's own row "X (ours)" shown as "X (paper)") with the mean of ``reproduced``
+    (metric columns in [0, 1], e.g. :func:`stlm_core.runs.load_runs` filtered to ``dataset``) appended as the row
+    ``ours``. Claimed gains (``*_gain_over_sota``) are
     left out (see :func:`claimed_gains`). Returns a ``pandas.DataFrame`` indexed by row, one column per metric,
     plus ``kind`` (how the registry knows the row's values) and ``categories`` (runs averaged for ours)."""
     import pandas as pd
 
-    reg = load_paper_results(paper=paper, table=table) if registry is None else registry[
-        (registry["paper"] == paper) & (registry["table"] == table)]
+    reg = _table_cells(registry, paper, table)
     reg = reg[(reg["dataset"] == dataset) & (reg["category"] == "mean") & ~reg["column"].str.endswith(GAIN_SUFFIX)]
     if reg.empty:
         return pd.DataFrame()

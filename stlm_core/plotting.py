@@ -31,7 +31,7 @@ def dataset_gallery(dataset: str, root: str | Path, categories: list[str], n_nor
     for category in categories:
         train = open_dataset(dataset, root, category, "train")
         test = open_dataset(dataset, root, category, "test")
-        normals = [("normal", train, i) for i in range(min(n_normal, len(train)))]
+        normals = [("normal", train[i]) for i in range(min(n_normal, len(train)))]  # read once per category
         groups: dict[str | None, dict[str, list[int]]] = {}
         for i, record in enumerate(test.records):
             if record.label == 1:
@@ -40,7 +40,8 @@ def dataset_gallery(dataset: str, root: str | Path, categories: list[str], n_nor
             order = [idx for group in zip(*by_defect.values()) for idx in group] if by_defect else []
             panels = list(normals)
             for i in order[:n_defect]:
-                panels += [("defect", test, i), ("mask", test, i)]
+                sample = test[i]  # read once for the image and its mask
+                panels += [("defect", sample), ("mask", sample)]
             rows.append((category if kind is None else f"{category} / {kind}", panels))
     n_cols = n_normal + 2 * n_defect
     fig = Figure(figsize=(thumb * n_cols, thumb * len(rows) + 0.4), layout="constrained")
@@ -52,8 +53,7 @@ def dataset_gallery(dataset: str, root: str | Path, categories: list[str], n_nor
             if col >= len(panels):
                 ax.axis("off")
                 continue
-            role, split, index = panels[col]
-            sample = split[index]
+            role, sample = panels[col]
             if role == "mask":
                 ax.imshow(sample.mask, cmap="gray", vmin=0, vmax=1)
                 ax.set_title("mask", fontsize=8)
