@@ -196,3 +196,40 @@ def test_paper_profile_evaluation_refuses_without_weights(tmp_path, monkeypatch)
                                                      "config": StlmConfig.from_profile("paper").to_dict()}))
     with pytest.raises(WeightsError, match="stlm weights download sam_vit_h"):
         evaluate(run_dir, device="cpu", progress=False)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_learning_curve_keeps_its_rows_and_resumes_to_the_uninterrupted_curve(tmp_path, tiny_root):
+    from stlm_core.stlm.study import CURVE_FILE, learning_curve
+
+    kwargs = dict(profile="smoke", steps=6, eval_every=2, image_size=64, eval_size=64, batch_size=2, top_k=10)
+    full = learning_curve("cpu", _data(tiny_root), runs_dir=tmp_path / "full", **kwargs)
+    assert [row["step"] for row in full] == [2, 4, 6]
+
+    def stop_after_first(row):
+        if row["step"] == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        learning_curve("cpu", _data(tiny_root), runs_dir=tmp_path / "part", on_row=stop_after_first, **kwargs)
+    (saved,) = (tmp_path / "part").rglob(CURVE_FILE)
+    partial = json.loads(saved.read_text())
+    assert partial["complete"] is False and [row["step"] for row in partial["rows"]] == [2]
+
+    seen = []
+    resumed = learning_curve("cpu", _data(tiny_root), runs_dir=tmp_path / "part", on_row=seen.append, **kwargs)
+    assert [row["step"] for row in seen] == [2, 4, 6]  # the kept row first, then the new ones
+    assert _state(saved.parent)["resumed_from"] == {"epoch": 1, "step": 2}  # continued, not restarted
+    metric_keys = [k for k in full[0] if k.endswith(("pixel_auroc", "aupro", "image_auroc", "inside", "outside"))]
+    assert metric_keys
+    for a, b in zip(full, resumed):
+        assert a["step"] == b["step"]
+        for key in metric_keys:
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+    assert resumed[-1]["train_s"] > resumed[0]["train_s"]
+    # finished: reused without training again
+    again = learning_curve("cpu", _data(tiny_root), runs_dir=tmp_path / "part", **kwargs)
+    assert again == resumed

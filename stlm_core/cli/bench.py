@@ -86,9 +86,10 @@ def register(subparsers) -> None:
     learning = targets.add_parser(
         "learning", help="learning curves of STLM variants (pixel AUROC of the FA and w/o-FA maps against steps)",
         description="Train each named variant (stlm_core.stlm.study.VARIANTS, on top of --profile) for --steps steps on "
-                    "one category and evaluate it every --eval-every steps; prints one line per evaluation and "
-                    "appends the rows to --out (JSON lines). Runs are ordinary run records under --runs-dir and are "
-                    "reused when finished.")
+                    "one category and evaluate it every --eval-every steps; prints one line per evaluation as it is "
+                    "measured and appends each variant's rows to --out (JSON lines) when it finishes. Runs are "
+                    "ordinary run records under --runs-dir; each keeps its curve so far in curve.json. An "
+                    "interrupted curve resumes from its last checkpoint when run again; a finished one is reused.")
     add_dataset(learning)
     learning.add_argument("--variants", default="cpu,paper_faithful,random_teacher",
                           help="comma-separated variant names (default: cpu,paper_faithful,random_teacher)")
@@ -98,7 +99,8 @@ def register(subparsers) -> None:
     learning.add_argument("--runs-dir", default="runs", help="run records (default runs)")
     learning.add_argument("--out", default=None, help="append the curve rows to this JSON-lines file")
     learning.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
-    learning.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    learning.add_argument("--force", action="store_true",
+                          help="retrain from step 0 even if a finished or interrupted curve exists")
     learning.set_defaults(func=_bench_learning)
 
 
@@ -136,6 +138,12 @@ def _bench_ratios(args) -> int:
     return 0
 
 
+def _print_curve_row(row: dict) -> None:
+    fa = row.get("fa.pixel_auroc")
+    print(f"{row['variant']:20s} step {row['step']:5d}  FA {'n/a' if fa is None else f'{fa:.3f}'}  "
+          f"w/o FA {row['wo_fa.pixel_auroc']:.3f}  ({row['train_s']:.0f} s)", flush=True)
+
+
 def _bench_learning(args) -> int:
     from stlm_core.data.spec import DataSpec
     from stlm_core.runtime import set_threads
@@ -145,11 +153,7 @@ def _bench_learning(args) -> int:
     data = DataSpec(args.dataset, args.root, args.category)
     for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
         rows = learning_curve(variant, data, profile=args.profile, steps=args.steps, eval_every=args.eval_every,
-                              runs_dir=args.runs_dir, force=args.force)
-        for row in rows:
-            fa = row.get("fa.pixel_auroc")
-            print(f"{variant:20s} step {row['step']:5d}  FA {'n/a' if fa is None else f'{fa:.3f}'}  "
-                  f"w/o FA {row['wo_fa.pixel_auroc']:.3f}  ({row['train_s']:.0f} s)", flush=True)
+                              runs_dir=args.runs_dir, force=args.force, on_row=_print_curve_row)
         if args.out:
             with open(args.out, "a", encoding="utf-8") as handle:
                 handle.writelines(json.dumps(row) + "\n" for row in rows)

@@ -7,9 +7,8 @@ overrides (:data:`VARIANTS`), each applied on top of a profile, so every row say
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -96,15 +95,20 @@ def variant_config(variant: str, *, profile: str = "cpu", steps: int | None = No
 
 def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps: int | None = None,
                    eval_every: int = 100, runs_dir: str | Path = "runs", seed: int = 0, force: bool = False,
-                   progress: bool = False, **extra: Any) -> list[dict]:
-    """Train ``variant`` for ``steps`` optimisation steps (``None``: the profile's schedule), evaluating at every epoch end that crosses a multiple
-    of ``eval_every``; returns one row per evaluation (variant, step, training seconds, ``<map>.<metric>``).
+                   progress: bool = False, on_row: Callable[[dict], None] | None = None,
+                   **extra: Any) -> list[dict]:
+    """Train ``variant`` for ``steps`` optimisation steps (``None``: the profile's schedule), evaluating at every
+    epoch end that crosses a multiple of ``eval_every``; returns one row per evaluation (variant, step, training
+    seconds, ``<map>.<metric>``).
 
-    The run is an ordinary STLM run record (final metrics, maps) with the curve in ``curve.json``; a finished run
-    with its curve is reused unless ``force``.
+    The run is an ordinary STLM run record (final metrics, maps) with the curve in ``curve.json``, rewritten after
+    every evaluation, so an interrupted curve keeps its rows: called again, it resumes from the run's last
+    checkpoint (the same weights and rows as an uninterrupted run). A finished curve is reused. ``force`` restarts
+    both. ``on_row(row)`` is called with every row in step order, as it is measured or, for the rows of a reused or
+    resumed curve, when they are read (progress printing).
     """
     from stlm_core.fileio import atomic_write_json, read_json
-    from stlm_core.runs import is_finished, run_dir_for
+    from stlm_core.runs import CHECKPOINT_FILE, is_finished, run_dir_for
     from stlm_core.stlm.pseudo_anomaly import texture_source
     from stlm_core.stlm.training import stlm_record, train
 
@@ -112,34 +116,45 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
     record, _ = stlm_record(config, data, texture_source(None).name)
     run_dir = run_dir_for(runs_dir, record)
     curve_path = run_dir / CURVE_FILE
-    if not force and is_finished(run_dir) and curve_path.is_file():
-        saved = read_json(curve_path)
-        if saved.get("eval_every") == eval_every:
-            return saved["rows"]
+    saved = read_json(curve_path) if curve_path.is_file() and not force else None
+    if saved is not None and saved.get("eval_every") != eval_every:
+        saved = None  # another evaluation grid: measure the curve again
+    finished = saved is not None and saved.get("complete", True) and is_finished(run_dir)
+    resume = not finished and saved is not None and (run_dir / CHECKPOINT_FILE).is_file()
+    rows: list[dict] = list(saved["rows"]) if finished or resume else []
+    for row in rows if on_row is not None else []:
+        on_row(row)
+    if finished:
+        return rows
     n_train = len(data.open("train"))
     total_epochs = (-(-config.train_steps // max(1, n_train // config.batch_size)) if config.train_steps
                     else config.epochs)
     test = data.load_test(config.image_size, config.eval_size, progress=False)
     images, masks, labels = test["images"], test["masks"], test["labels"]
-    rows: list[dict] = []
-    state = {"next": eval_every, "t0": time.perf_counter(), "eval_s": 0.0}
+    next_step = [(rows[-1]["step"] // eval_every + 1) * eval_every if rows else eval_every]  # next multiple
 
-    def on_epoch_end(epoch: int, step: int, model) -> None:
-        if step < state["next"] and epoch < total_epochs:
+    def save(complete: bool) -> None:
+        atomic_write_json(curve_path, {"variant": variant, "eval_every": eval_every, "complete": complete,
+                                       "rows": rows})
+
+    def on_epoch_end(epoch: int, step: int, model, train_s: float) -> None:
+        if step < next_step[0] and epoch < total_epochs:
             return
-        t = time.perf_counter()
         metrics = evaluate_in_memory(model, config, data, images, masks, labels)
-        state["eval_s"] += time.perf_counter() - t
         row = {"variant": variant, "dataset": data.dataset, "category": data.category, "seed": seed, "step": step,
-               "train_s": time.perf_counter() - state["t0"] - state["eval_s"]}
+               "train_s": train_s}
         for name, values in metrics.items():
             row.update({f"{name}.{k}": v for k, v in values.items()})
         rows.append(row)
-        while state["next"] <= step:
-            state["next"] += eval_every
+        save(complete=False)
+        if on_row is not None:
+            on_row(row)
+        while next_step[0] <= step:
+            next_step[0] += eval_every
 
-    train(config, data, run_dir=run_dir, force=True, progress=progress, on_epoch_end=on_epoch_end)
-    atomic_write_json(curve_path, {"variant": variant, "eval_every": eval_every, "rows": rows})
+    train(config, data, run_dir=run_dir, resume=resume, force=not resume, progress=progress,
+          on_epoch_end=on_epoch_end)
+    save(complete=True)
     return rows
 
 

@@ -107,7 +107,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
           device: str = "auto", dtd: str | Path | None = None, resume: bool = False, force: bool = False,
           evaluate: bool = True, save_maps: bool = True, progress: bool = True,
           stop_after_epoch: int | None = None, deterministic: bool = False,
-          on_epoch_end: Callable[[int, int, STLM], None] | None = None) -> Path:
+          on_epoch_end: Callable[[int, int, STLM, float], None] | None = None) -> Path:
     """Train STLM on one category (``train/good`` images only) and evaluate the final model; returns the run dir.
 
     Args:
@@ -122,8 +122,9 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
         save_maps: keep the maps (``maps.npz``) of the evaluation.
         stop_after_epoch: stop (as if killed) after this epoch's checkpoint; for tests of ``resume``.
         deterministic: ``torch.use_deterministic_algorithms(True)`` (slower; CPU runs repeat bitwise without it).
-        on_epoch_end: called as ``on_epoch_end(epoch, step, model)`` after each epoch's checkpoint (learning
-            curves); the model is switched back to training mode afterwards.
+        on_epoch_end: called as ``on_epoch_end(epoch, step, model, train_s)`` after each epoch's checkpoint
+            (learning curves; ``train_s`` = training seconds so far, resumed parts included, checkpoints and
+            callbacks excluded); the model is switched back to training mode afterwards.
     """
     from tqdm import tqdm
 
@@ -247,7 +248,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
                 print(f"epoch {epoch + 1}/{epochs}: loss {json.loads(lines[-1])['loss']:.4f}, {elapsed:.0f} s",
                       flush=True)
             if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, step, model)
+                on_epoch_end(epoch + 1, step, model, elapsed)
                 model.train()
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
                 return run_dir
