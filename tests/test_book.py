@@ -80,6 +80,10 @@ def test_book_builds_every_chapter_on_the_smoke_profile(smoke_book: BuiltBook):
     assert (html_dir / "_images" / Path(images[0].split('"')[0]).name).stat().st_size > 10_000
     assert "datasets_overview_synthetic" in (html_dir / "index.html").read_text() or \
         "datasets_overview_synthetic" in (html_dir / "intro.html").read_text()
+    navigation = (html_dir / "intro.html").read_text()
+    for chapter in chapters:  # the sidebar uses chapters.yml's titles
+        assert re.search(rf'class="reference internal" href="generated/[^"]+">{re.escape(chapter["title"])}</a>',
+                         navigation), chapter["title"]
 
 
 def test_failing_notebook_names_notebook_and_cell(book_copy: Path, synthetic_root: Path):
