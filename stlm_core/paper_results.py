@@ -194,7 +194,9 @@ def compare_with_paper(reproduced, *, paper: str, table: str, row: str, dataset:
 
 def render_comparison(comparison, digits: int = 2):
     """A display table: one row per (dataset, category), ``paper | reproduced | delta`` per metric, as strings
-    with unknown values shown as ``"n/a"``."""
+    with unknown values shown as ``"n/a"``. A dataset's ``mean`` row says how many of the table's categories the
+    reproduced mean covers when it is not all of them (``"mean (reproduced: 2 of 15 categories)"``): a partial mean
+    is not the paper's mean."""
     import pandas as pd
 
     if comparison.empty:
@@ -211,7 +213,15 @@ def render_comparison(comparison, digits: int = 2):
     metrics = list(dict.fromkeys(comparison["column"]))
     wide = wide.reindex(columns=pd.MultiIndex.from_product([metrics, ["paper", "reproduced", "delta"]]))
     rows = sorted(wide.index, key=lambda key: (key[0], key[1] == "mean", key[1]))  # "mean" last per dataset
-    return wide.reindex(rows).fillna(NA)
+    wide = wide.reindex(rows).fillna(NA)
+    labels = {}
+    for dataset, group in comparison.groupby("dataset"):
+        n_all = group.loc[group["category"] != "mean", "category"].nunique()
+        covered = group.loc[group["category"] == "mean", "n_categories"].max()
+        if pd.notna(covered) and 0 < n_all != int(covered):
+            labels[(dataset, "mean")] = (dataset, f"mean (reproduced: {int(covered)} of {n_all} categories)")
+    return wide.set_axis(
+        pd.MultiIndex.from_tuples([labels.get(key, key) for key in wide.index], names=wide.index.names))
 
 
 # Which table of each paper reports which dataset (the papers' per-dataset results tables).

@@ -68,8 +68,9 @@ def test_compare_with_paper_scales_fractions_and_computes_delta():
     assert bottle.reproduced == pytest.approx(97.0) and math.isnan(bottle.paper_value) and math.isnan(bottle.delta)
     rendered = render_comparison(table)
     assert rendered.loc[("mvtec", "bottle"), ("pixel_auroc", "paper")] == "n/a"
-    assert rendered.loc[("mvtec", "mean"), ("pixel_auroc", "delta")] == "-2.26"
-    assert rendered.index[-1] == ("mvtec", "mean")
+    mean_row = ("mvtec", "mean (reproduced: 2 of 15 categories)")  # a partial mean says so
+    assert rendered.loc[mean_row, ("pixel_auroc", "delta")] == "-2.26"
+    assert rendered.index[-1] == mean_row
     assert rendered.loc[("mvtec", "zipper"), ("pixel_auroc", "reproduced")] == "n/a"  # not run yet
 
 
@@ -129,3 +130,17 @@ def test_rows_beside_ours_lists_the_papers_rows_and_appends_the_measured_mean():
     assert table.loc["ours (these runs)", "pixel_ap"] == pytest.approx(30.0)
     assert table.loc["ours (these runs)", "categories"] == 2
     assert rows_beside_ours(runs, paper="clipsam", table="CS-T1", dataset="dagm", registry=registry).empty
+
+
+def test_a_mean_over_every_category_of_the_table_is_labelled_plainly(tmp_path):
+    cell = ("- {paper: stlm, table: T, dataset: d, category: %s, row: STLM, column: pixel_auroc, value: %s, "
+            "unit: '%%', kind: paper, source: s}\n")
+    path = tmp_path / "registry.yaml"
+    path.write_text(cell % ("a", "90.0") + cell % ("b", "80.0") + cell % ("mean", "85.0"))
+    registry = load_paper_results(path)
+    both = pd.DataFrame({"dataset": ["d", "d"], "category": ["a", "b"], "pixel_auroc": [0.9, 0.7]})
+    rendered = render_comparison(compare_with_paper(both, paper="stlm", table="T", row="STLM", registry=registry))
+    assert rendered.loc[("d", "mean"), ("pixel_auroc", "delta")] == "-5.00"
+    one = both.iloc[:1]
+    rendered = render_comparison(compare_with_paper(one, paper="stlm", table="T", row="STLM", registry=registry))
+    assert ("d", "mean (reproduced: 1 of 2 categories)") in rendered.index
