@@ -74,3 +74,33 @@ def test_save_load_round_trip_and_mismatch(backbone, tmp_path):
         save_adapters(tmp_path / "b.pt", adapters, {"width": 1})
     with pytest.raises(WeightsError):
         load_adapters(tmp_path / "missing.pt")
+
+
+def test_april_gan_release_format_loads_with_its_dataset_from_the_file_name(backbone, tmp_path):
+    """APRIL-GAN saves {"trainable_linearlayer": LinearLayer.state_dict()} with fc.<i> keys; the same weights give
+    the same outputs once read, and the file name says which dataset they were trained on."""
+    width, embed_dim, n = backbone.width, backbone.embed_dim, backbone.config.n_layers
+    fc = torch.nn.ModuleList(torch.nn.Linear(width, embed_dim) for _ in range(n))  # APRIL-GAN's layout
+    path = tmp_path / "visa_pretrained.pth"
+    torch.save({"trainable_linearlayer": {f"fc.{k}": v for k, v in fc.state_dict().items()}}, path)
+    loaded, meta = load_adapters(path)
+    assert meta["trained_on"] == "visa" and meta["source"] == "APRIL-GAN release"
+    assert (meta["width"], meta["embed_dim"], meta["n_layers"]) == (width, embed_dim, n)
+    assert meta["clip_model"] == "ViT-L-14-336" and meta["clip_layers"] == [6, 12, 18, 24]
+    tokens = [torch.randn(1, 16, width) for _ in range(n)]
+    with torch.no_grad():
+        for layer, token, out in zip(fc, tokens, loaded(tokens)):
+            torch.testing.assert_close(layer(token), out)
+    with pytest.raises(WeightsError, match="ViT-L-14-336"):  # released for ViT-L-14-336, not this backbone
+        load_adapters(path, backbone)
+    unnamed = tmp_path / "epoch_15.pth"
+    unnamed.write_bytes(path.read_bytes())
+    with pytest.raises(WeightsError, match="mvtec_pretrained.pth"):
+        load_adapters(unnamed)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="could not read"):
+        load_adapters(junk)
+    torch.save({"something": 1}, junk)
+    with pytest.raises(WeightsError, match="neither"):
+        load_adapters(junk)

@@ -94,7 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run directory (default: RUNS_DIR/clipsam/<dataset>/<category>/<run-id>)")
     z.add_argument("--runs-dir", default="runs", help="root of the default run directories (default runs)")
     z.add_argument("--adapters", default=None,
-                   help="adapter file from 'stlm zeroshot-adapters train' (train on ANOTHER dataset for zero-shot)")
+                   help="adapter file from 'stlm zeroshot-adapters train' (train on ANOTHER dataset for zero-shot), or "
+                        "APRIL-GAN's released mvtec_pretrained.pth / visa_pretrained.pth (ViT-L-14-336: paper profile)")
     z.add_argument("--sam-checkpoint", default="auto", help="SAM weights file (default: the profile's official file)")
     z.add_argument("--sam-image-size", type=positive_int, default=None,
                    help="SAM input side in px (default 1024 for paper/cpu; other sizes resize SAM's position "

@@ -161,17 +161,52 @@ def save_adapters(path: str | Path, adapters: LinearAdapters, meta: dict) -> Pat
     return atomic_torch_save({"format": FORMAT, "state_dict": adapters.state_dict(), "meta": meta}, path)
 
 
+# APRIL-GAN's train.py saves ``{"trainable_linearlayer": LinearLayer.state_dict()}`` with keys ``fc.<i>.weight`` /
+# ``fc.<i>.bias``; its released files (``mvtec_pretrained.pth``, ``visa_pretrained.pth``) are for ViT-L-14-336 at
+# 518 px tapping blocks 6/12/18/24, and its LinearLayer drops the class token before the same per-layer Linear.
+APRIL_GAN_KEY = "trainable_linearlayer"
+APRIL_GAN_BACKBONE = {"clip_model": "ViT-L-14-336", "clip_layers": [6, 12, 18, 24], "clip_image_size": 518}
+
+
+def _april_gan_checkpoint(path: Path, state: dict) -> tuple[dict, dict]:
+    """(state dict for :class:`LinearAdapters`, metadata) of an APRIL-GAN checkpoint. The dataset the adapters
+    were trained on is read from the file name, as APRIL-GAN names its releases (``mvtec_...`` / ``visa_...``)."""
+    weights = sorted((k for k in state if k.startswith("fc.") and k.endswith(".weight")),
+                     key=lambda k: int(k.split(".")[1]))
+    if not weights:
+        raise WeightsError(f"{path} has a '{APRIL_GAN_KEY}' entry without fc.<i>.weight tensors; it is not an "
+                           "APRIL-GAN adapter checkpoint.")
+    embed_dim, width = state[weights[0]].shape
+    name = path.name.lower()
+    trained_on = next((d for d in ("mvtec", "visa") if d in name), None)
+    if trained_on is None:
+        raise WeightsError(f"{path}: an APRIL-GAN checkpoint does not record the dataset its adapters were trained "
+                           "on; name the file as APRIL-GAN's releases are named (mvtec_pretrained.pth = trained on "
+                           "MVTec AD, visa_pretrained.pth = trained on VisA).")
+    meta = {"trained_on": trained_on, "split": "test", "width": int(width), "embed_dim": int(embed_dim),
+            "n_layers": len(weights), "source": "APRIL-GAN release", **APRIL_GAN_BACKBONE}
+    return {"layers." + k[len("fc."):]: v for k, v in state.items()}, meta
+
+
 def load_adapters(path: str | Path, backbone: ClipBackbone | None = None) -> tuple[LinearAdapters, dict]:
-    """Read adapters saved by :func:`save_adapters`; check they fit ``backbone`` (width, embed dim, layers)."""
+    """Read adapters saved by :func:`save_adapters` or released by APRIL-GAN (``{"trainable_linearlayer": ...}``,
+    e.g. its ``mvtec_pretrained.pth``); check they fit ``backbone`` (width, embed dim, layers)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"adapter file {path} does not exist; train one with 'stlm zeroshot-adapters train'.")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise WeightsError(f"{path} is not an adapter file written by 'stlm zeroshot-adapters train'.")
-    meta = blob["meta"]
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+        raise WeightsError(f"could not read adapter file {path}: {exc}") from None
+    if isinstance(blob, dict) and isinstance(blob.get(APRIL_GAN_KEY), dict):
+        state, meta = _april_gan_checkpoint(path, blob[APRIL_GAN_KEY])
+    elif isinstance(blob, dict) and blob.get("format") == FORMAT:
+        state, meta = blob["state_dict"], blob["meta"]
+    else:
+        raise WeightsError(f"{path} is neither an adapter file written by 'stlm zeroshot-adapters train' nor an "
+                           f"APRIL-GAN checkpoint (a dict with '{APRIL_GAN_KEY}').")
     adapters = LinearAdapters(meta["width"], meta["embed_dim"], meta["n_layers"])
-    adapters.load_state_dict(blob["state_dict"])
+    adapters.load_state_dict(state)
     if backbone is not None:
         cfg = backbone.config
         want = (backbone.width, backbone.embed_dim, cfg.n_layers, cfg.clip_model, list(cfg.clip_layers))
