@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 import sys
 
@@ -137,6 +138,29 @@ def test_run_lock_refuses_a_second_writer_and_takes_over_a_stale_lock(tmp_path):
     with pytest.warns(UserWarning, match="stale lock"):
         with run_lock(tmp_path):
             pass
+
+
+def test_a_lock_from_another_host_expires_only_without_heartbeat(tmp_path, monkeypatch):
+    import stlm_core.runs as runs
+
+    lock = tmp_path / "run.lock"
+    lock.write_text(json.dumps({"pid": 1, "host": "node-that-is-not-this-one"}))
+    with pytest.raises(RunLocked, match="another host expires"):  # recently touched: its holder may be alive
+        with run_lock(tmp_path):
+            pass
+    old = lock.stat().st_mtime - runs.LOCK_STALE_S - 60
+    os.utime(lock, (old, old))
+    with pytest.warns(UserWarning, match="node-that-is-not-this-one"):
+        with run_lock(tmp_path):
+            pass
+    assert not lock.exists()
+    monkeypatch.setattr(runs, "LOCK_HEARTBEAT_S", 0.05)  # the holder keeps its lock fresh
+    with run_lock(tmp_path):
+        os.utime(lock, (old, old))
+        deadline = time.time() + 5
+        while lock.stat().st_mtime <= old + 1 and time.time() < deadline:
+            time.sleep(0.05)
+        assert lock.stat().st_mtime > old + 1
 
 
 def test_default_locations_come_from_the_repository_not_the_working_directory(tmp_path, monkeypatch):
