@@ -141,6 +141,27 @@ def contrast_sentences(curves, map_name: str = "wo_fa") -> list[str]:
     return lines
 
 
+def denoising_sentences(curves) -> list[str]:
+    """Per variant, from the learning-study rows' ``probe.*`` columns (means over categories): the share of a
+    pseudo-anomaly's feature change its denoising stream undoes, and the streams' inside/outside distance ratio,
+    at the first and the last evaluation."""
+    needed = {"probe.undone", "probe.streams_inside", "probe.streams_outside"}
+    if not needed <= set(curves.columns):
+        return []
+    lines = []
+    for variant, group in curves.dropna(subset=sorted(needed)).groupby("variant", sort=False):
+        mean = group.groupby("step")[sorted(needed)].mean().sort_index()
+        if mean.empty:
+            continue
+        contrast = mean["probe.streams_inside"] / mean["probe.streams_outside"].clip(lower=1e-12)
+        steps = list(dict.fromkeys([mean.index[0], mean.index[-1]]))
+        undone = " and ".join(f"{100 * mean['probe.undone'][s]:.0f} % at step {s}" for s in steps)
+        ratio = " and ".join(f"{contrast[s]:.1f}x at step {s}" for s in steps)
+        lines.append(f"**{variant}**: share of a pseudo-anomaly's feature change undone by the denoising stream "
+                     f"{undone}; streams' distance inside the pseudo-anomaly over outside it {ratio}.")
+    return lines
+
+
 def schedule_note(profile: str, steps: int | None):
     """A visible note when a page trains a different schedule than its profile's (e.g. a shorter one that fits the
     book's build budget), with the profile's own schedule for comparison."""

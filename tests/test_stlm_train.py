@@ -208,6 +208,7 @@ def test_interrupted_learning_curve_keeps_its_rows_and_resumes_to_the_uninterrup
     kwargs = dict(profile="smoke", steps=6, eval_every=2, image_size=64, eval_size=64, batch_size=2, top_k=10)
     full = learning_curve("cpu", _data(tiny_root), runs_dir=tmp_path / "full", **kwargs)
     assert [row["step"] for row in full] == [2, 4, 6]
+    assert {"probe.undone", "probe.streams_inside", "probe.streams_outside"} <= set(full[0])
 
     def stop_after_first(row):
         if row["step"] == 2:
@@ -233,3 +234,32 @@ def test_interrupted_learning_curve_keeps_its_rows_and_resumes_to_the_uninterrup
     # finished: reused without training again
     again = learning_curve("cpu", _data(tiny_root), runs_dir=tmp_path / "part", **kwargs)
     assert again == resumed
+
+
+def test_denoising_diagnostics_read_a_copying_student_as_undoing_nothing(tiny_root):
+    """At step 0 the cpu profile's denoising student is a copy of the teacher and the plain stream is the teacher:
+    D(I_a) = T(I_a), so it has undone none of the pseudo-anomaly and the streams agree everywhere. A student that
+    outputs T(I_n) exactly would have undone all of it."""
+    from stlm_core.stlm.build import build_for_training, resolve_stlm_weights
+    from stlm_core.stlm.study import denoising_diagnostics, pseudo_anomaly_probes
+
+    config = StlmConfig.from_profile("cpu", image_size=64, eval_size=64)
+    model, teacher = build_for_training(config, resolve_stlm_weights(config))
+    probes = pseudo_anomaly_probes(config, _data(tiny_root), n=4)
+    assert probes["x_a"].shape == (4, 3, 64, 64) and probes["masks"].sum() > 0
+    start = denoising_diagnostics(model, teacher, probes)
+    assert start["gap_inside"] > 0.01
+    assert start["undone"] == pytest.approx(0.0, abs=1e-4)
+    assert start["streams_inside"] == pytest.approx(0.0, abs=1e-5)
+
+    class Oracle(torch.nn.Module):  # denoises perfectly: D(I_a) = T(I_n) on the probes
+        def __init__(self):
+            super().__init__()
+            self.levels, self.weight = model.levels, torch.nn.Parameter(torch.zeros(()))
+
+        def streams(self, x):
+            return teacher(x)[:self.levels], teacher(probes["x_n"])[:self.levels]
+
+    perfect = denoising_diagnostics(Oracle(), teacher, probes)
+    assert perfect["undone"] == pytest.approx(1.0, abs=1e-4)
+    assert perfect["streams_inside"] == pytest.approx(perfect["gap_inside"], rel=1e-4)

@@ -77,6 +77,71 @@ def evaluate_in_memory(model, config, data: DataSpec, images: np.ndarray, masks:
     return metrics
 
 
+def pseudo_anomaly_probes(config, data: DataSpec, n: int = 8, seed: int = 1234) -> dict:
+    """Fixed pseudo-anomalous copies of the first ``n`` training images (probability 1, seeded), for
+    :func:`denoising_diagnostics`: ``x_a``, ``x_n`` (n, 3, S, S) normalised as in training, ``masks`` (n, 1, S, S)
+    in {0, 1}."""
+    import torch
+
+    from stlm_core.data.transforms import resize_image, to_tensor
+    from stlm_core.stlm.pseudo_anomaly import synthesize, texture_source
+
+    textures = texture_source(None)
+    rng = np.random.default_rng(seed)
+    x_a, x_n, masks = [], [], []
+    for sample in data.open("train")[:n]:
+        image = resize_image(sample.image, config.image_size)
+        anomalous, mask = synthesize(image, textures, rng, 1.0, config.beta_max, config.perlin_max_exp,
+                                     config.perlin_threshold)
+        x_a.append(to_tensor(anomalous, "sam"))
+        x_n.append(to_tensor(image, "sam"))
+        masks.append(torch.from_numpy(mask)[None])
+    return {"x_a": torch.stack(x_a), "x_n": torch.stack(x_n), "masks": torch.stack(masks)}
+
+
+def denoising_diagnostics(model, teacher, probes: dict) -> dict[str, float]:
+    """What the two streams do on pseudo-anomalous training images I_a (their normal originals I_n known), as
+    means of 1 - cos over feature pixels, averaged over levels; "inside" = inside the pseudo-anomaly masks (each
+    feature pixel weighted by the share of its area inside), "outside" = the rest:
+
+    - ``gap_inside``: between T(I_a) and T(I_n), the change the denoising stream has to undo;
+    - ``denoise_error_inside`` / ``_outside``: between D(I_a) and its target T(I_n);
+    - ``undone``: 1 - denoise_error_inside / gap_inside: 1 = the anomaly removed from D's features, 0 = copied
+      as it is, below 0 = worse than copying;
+    - ``streams_inside`` / ``_outside``: between P(I_a) and D(I_a), the w/o-FA signal on these anomalies.
+
+    Hand-written: no library measures a distillation student against two targets inside and outside masks.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from stlm_core.stlm.model import cosine_distance
+
+    device = next(model.parameters()).device
+    x_a, x_n = probes["x_a"].to(device), probes["x_n"].to(device)
+    model.eval()
+    per_level: dict[str, list[float]] = {}
+    with torch.no_grad():
+        t_a, t_n = teacher(x_a)[:model.levels], teacher(x_n)[:model.levels]
+        plain, denoise = model.streams(x_a)
+        for ta, tn, pl, de in zip(t_a, t_n, plain, denoise):
+            # soft assignment: each feature pixel weighs by the share of its area inside the mask, so small
+            # anomalies count on coarse grids too
+            inside = F.adaptive_avg_pool2d(probes["masks"].to(device).float(), ta.shape[-2:])
+            if not 0 < float(inside.sum()) < inside.numel():
+                continue
+            for name, distance in (("gap", cosine_distance(ta, tn)), ("denoise_error", cosine_distance(de, tn)),
+                                   ("streams", cosine_distance(pl, de))):
+                per_level.setdefault(f"{name}_inside", []).append(
+                    float((distance * inside).sum() / inside.sum()))
+                per_level.setdefault(f"{name}_outside", []).append(
+                    float((distance * (1 - inside)).sum() / (1 - inside).sum()))
+    out = {key: float(np.mean(values)) for key, values in per_level.items() if key != "gap_outside"}
+    if out.get("gap_inside"):
+        out["undone"] = 1.0 - out["denoise_error_inside"] / out["gap_inside"]
+    return out
+
+
 CURVE_FILE = "curve.json"
 
 
@@ -99,7 +164,8 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
                    **extra: Any) -> list[dict]:
     """Train ``variant`` for ``steps`` optimisation steps (``None``: the profile's schedule), evaluating at every
     epoch end that crosses a multiple of ``eval_every``; returns one row per evaluation (variant, step, training
-    seconds, ``<map>.<metric>``).
+    seconds, ``<map>.<metric>``, and ``probe.<name>``: :func:`denoising_diagnostics` on
+    :func:`pseudo_anomaly_probes`).
 
     The run is an ordinary STLM run record (final metrics, maps) with the curve in ``curve.json``, rewritten after
     every evaluation, so an interrupted curve keeps its rows: called again, it resumes from the run's last
@@ -132,19 +198,22 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
     test = data.load_test(config.image_size, config.eval_size, progress=False)
     images, masks, labels = test["images"], test["masks"], test["labels"]
     next_step = [(rows[-1]["step"] // eval_every + 1) * eval_every if rows else eval_every]  # next multiple
+    probes = pseudo_anomaly_probes(config, data)
 
     def save(complete: bool) -> None:
         atomic_write_json(curve_path, {"variant": variant, "eval_every": eval_every, "complete": complete,
                                        "rows": rows})
 
-    def on_epoch_end(epoch: int, step: int, model, train_s: float) -> None:
-        if step < next_step[0] and epoch < total_epochs:
+    def on_epoch_end(end) -> None:
+        step = end.step
+        if step < next_step[0] and end.epoch < total_epochs:
             return
-        metrics = evaluate_in_memory(model, config, data, images, masks, labels)
+        metrics = evaluate_in_memory(end.model, config, data, images, masks, labels)
         row = {"variant": variant, "dataset": data.dataset, "category": data.category, "seed": seed, "step": step,
-               "train_s": train_s}
+               "train_s": end.train_s}
         for name, values in metrics.items():
             row.update({f"{name}.{k}": v for k, v in values.items()})
+        row.update({f"probe.{k}": v for k, v in denoising_diagnostics(end.model, end.teacher, probes).items()})
         rows.append(row)
         save(complete=False)
         if on_row is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +35,17 @@ from stlm_core.runtime import resolve_device
 from stlm_core.stlm.checkpoint import interrupts_reported, load_checkpoint, save_checkpoint
 from stlm_core.stlm.config import StlmConfig
 from stlm_core.stlm.model import STLM, cosine_distance
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """What :func:`train` passes to its ``on_epoch_end`` callback after each epoch's checkpoint."""
+
+    epoch: int
+    step: int
+    train_s: float  # training seconds so far: resumed parts included, checkpoints and callbacks excluded
+    model: STLM  # in training mode; a callback may switch it to eval (it is switched back afterwards)
+    teacher: torch.nn.Module  # frozen; teacher(x)[:model.levels] are the distillation targets
 
 
 class TrainingDiverged(StlmError):
@@ -107,7 +119,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
           device: str = "auto", dtd: str | Path | None = None, resume: bool = False, force: bool = False,
           evaluate: bool = True, save_maps: bool = True, progress: bool = True,
           stop_after_epoch: int | None = None, deterministic: bool = False,
-          on_epoch_end: Callable[[int, int, STLM, float], None] | None = None) -> Path:
+          on_epoch_end: Callable[[EpochEnd], None] | None = None) -> Path:
     """Train STLM on one category (``train/good`` images only) and evaluate the final model; returns the run dir.
 
     Args:
@@ -122,9 +134,8 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
         save_maps: keep the maps (``maps.npz``) of the evaluation.
         stop_after_epoch: stop (as if killed) after this epoch's checkpoint; for tests of ``resume``.
         deterministic: ``torch.use_deterministic_algorithms(True)`` (slower; CPU runs repeat bitwise without it).
-        on_epoch_end: called as ``on_epoch_end(epoch, step, model, train_s)`` after each epoch's checkpoint
-            (learning curves; ``train_s`` = training seconds so far, resumed parts included, checkpoints and
-            callbacks excluded); the model is switched back to training mode afterwards.
+        on_epoch_end: called with an :class:`EpochEnd` after each epoch's checkpoint (learning curves); the
+            model is switched back to training mode afterwards.
     """
     from tqdm import tqdm
 
@@ -248,7 +259,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
                 print(f"epoch {epoch + 1}/{epochs}: loss {json.loads(lines[-1])['loss']:.4f}, {elapsed:.0f} s",
                       flush=True)
             if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, step, model, elapsed)
+                on_epoch_end(EpochEnd(epoch + 1, step, elapsed, model, teacher))
                 model.train()
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
                 return run_dir
