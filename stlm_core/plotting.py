@@ -294,19 +294,21 @@ def learning_curves_figure(curves, metric: str = "pixel_auroc", width: float = 4
     return fig
 
 
-def denoising_figure(curves, width: float = 4.2) -> Figure:
-    """Two panels over training steps from a learning-study frame's ``probe.*`` columns (one line per variant and
+def denoising_figure(curves, width: float = 4.0) -> Figure:
+    """Three panels over training steps from a learning-study frame's ``probe.*`` columns (one line per variant and
     category, categories told apart by line style): the share of a pseudo-anomaly's feature change the denoising
-    stream undoes (1 = removed, 0 = copied), and the plain-vs-denoising distance inside the pseudo-anomalies
-    divided by the distance outside them (the w/o-FA map's contrast on anomalies the model was trained on)."""
+    stream D undoes (1 = removed, 0 = copied), the share the plain stream P keeps (1 = reproduced as its target
+    asks, 0 = removed as well), and the P-vs-D distance inside the pseudo-anomalies divided by the distance
+    outside them (the w/o-FA map's contrast on anomalies of the kind the model was trained on). Shares below -1
+    are drawn at -1."""
     from matplotlib import colormaps
 
     variants = list(dict.fromkeys(curves["variant"]))
     categories = list(dict.fromkeys(curves["category"]))
     colours = {v: colormaps["tab10"](i % 10) for i, v in enumerate(variants)}
     styles = dict(zip(categories, ["-", "--", ":", "-."] * len(categories)))
-    fig = Figure(figsize=(2 * width, 3.2), layout="constrained")
-    undone_ax, contrast_ax = fig.subplots(1, 2)
+    fig = Figure(figsize=(3 * width, 3.2), layout="constrained")
+    undone_ax, kept_ax, contrast_ax = fig.subplots(1, 3)
     for (variant, category), part in curves.groupby(["variant", "category"], sort=False):
         part = part.sort_values("step")
         if "probe.undone" not in part or part["probe.undone"].isna().all():
@@ -314,13 +316,15 @@ def denoising_figure(curves, width: float = 4.2) -> Figure:
         label = variant if len(categories) == 1 else f"{variant}, {category}"
         style = dict(color=colours[variant], ls=styles[category], lw=1.3, label=label)
         undone_ax.plot(part["step"], part["probe.undone"].clip(lower=-1.0), **style)
-        contrast = part["probe.streams_inside"] / part["probe.streams_outside"].clip(lower=1e-12)
-        contrast_ax.plot(part["step"], contrast, **style)
-    undone_ax.axhline(0, color="grey", lw=0.8, ls=":")
-    undone_ax.set_title("share of the pseudo-anomaly undone by D (below -1 drawn at -1)", fontsize=9)
-    contrast_ax.axhline(1, color="grey", lw=0.8, ls=":")
-    contrast_ax.set_title("1 - cos(P, D): inside / outside the pseudo-anomaly", fontsize=9)
-    for ax in (undone_ax, contrast_ax):
+        if "probe.reproduced" in part:
+            kept_ax.plot(part["step"], part["probe.reproduced"].clip(lower=-1.0), **style)
+        contrast_ax.plot(part["step"], part["probe.streams_inside"] / part["probe.streams_outside"].clip(lower=1e-12),
+                         **style)
+    for ax, title, reference in ((undone_ax, "D: share of the pseudo-anomaly removed", 0),
+                                 (kept_ax, "P: share of the pseudo-anomaly kept", 0),
+                                 (contrast_ax, "1 - cos(P, D): inside / outside", 1)):
+        ax.axhline(reference, color="grey", lw=0.8, ls=":")
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("training step")
     undone_ax.legend(fontsize=6)
     return fig

@@ -157,8 +157,13 @@ def denoising_sentences(curves) -> list[str]:
         steps = list(dict.fromkeys([mean.index[0], mean.index[-1]]))
         undone = " and ".join(f"{100 * mean['probe.undone'][s]:.0f} % at step {s}" for s in steps)
         ratio = " and ".join(f"{contrast[s]:.1f}x at step {s}" for s in steps)
-        lines.append(f"**{variant}**: share of a pseudo-anomaly's feature change undone by the denoising stream "
-                     f"{undone}; streams' distance inside the pseudo-anomaly over outside it {ratio}.")
+        kept = ""
+        if "probe.reproduced" in group and group["probe.reproduced"].notna().all():
+            shares = group.groupby("step")["probe.reproduced"].mean()
+            kept = ("; kept by the plain stream "
+                    + " and ".join(f"{100 * shares[s]:.0f} % at step {s}" for s in steps))
+        lines.append(f"**{variant}**: share of a pseudo-anomaly's feature change removed by the denoising stream "
+                     f"{undone}{kept}; streams' distance inside the pseudo-anomaly over outside it {ratio}.")
     return lines
 
 

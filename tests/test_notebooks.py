@@ -29,3 +29,14 @@ def test_papermill_reads_every_parameter(path, caplog):
         found = list(inspect_notebook(str(path)))
     assert found == assigned
     assert "Unable to parse" not in caplog.text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_valid_nbformat_with_cell_ids(path):
+    """nbformat 4.5 requires a unique id per cell (an edited notebook without them only warns today)."""
+    import nbformat
+
+    nb = nbformat.reads(path.read_text(), as_version=nbformat.NO_CONVERT)
+    nbformat.validate(nb)
+    ids = [cell.get("id") for cell in nb.cells]
+    assert all(ids) and len(set(ids)) == len(ids)

@@ -171,15 +171,16 @@ def test_denoising_sentences_and_figure_read_the_probe_columns():
     curves = pd.DataFrame({
         "variant": ["copy"] * 2 + ["denoise"] * 2, "category": "c", "step": [10, 20] * 2,
         "probe.undone": [0.1, 0.05, 0.2, 0.6], "probe.streams_inside": [0.2, 0.1, 0.3, 0.6],
-        "probe.streams_outside": [0.1, 0.1, 0.1, 0.1]})
+        "probe.streams_outside": [0.1, 0.1, 0.1, 0.1], "probe.reproduced": [1.0, 1.0, 0.9, 0.3]})
     copy, denoise = denoising_sentences(curves)
     assert copy.startswith("**copy**") and "10 % at step 10 and 5 % at step 20" in copy
     assert "2.0x at step 10 and 1.0x at step 20" in copy
     assert "20 % at step 10 and 60 % at step 20" in denoise and "6.0x at step 20" in denoise
-    assert denoising_sentences(curves[curves["step"] == 20])[0].count("at step") == 2  # one evaluation: no repeat
+    assert "kept by the plain stream 90 % at step 10 and 30 % at step 20" in denoise
+    assert denoising_sentences(curves[curves["step"] == 20])[0].count("at step") == 3  # one evaluation: no repeat
     assert denoising_sentences(curves.drop(columns="probe.undone")) == []
     fig = denoising_figure(curves)
-    assert [len(ax.get_lines()) for ax in fig.axes] == [3, 3]  # two variants + the reference line per panel
+    assert [len(ax.get_lines()) for ax in fig.axes] == [3, 3, 3]  # two variants + the reference line per panel
 
 
 def test_claims_use_the_profiles_own_recipe_only_and_the_longest_schedule():

@@ -239,7 +239,7 @@ def test_interrupted_learning_curve_keeps_its_rows_and_resumes_to_the_uninterrup
 def test_denoising_diagnostics_read_a_copying_student_as_undoing_nothing(tiny_root):
     """At step 0 the cpu profile's denoising student is a copy of the teacher and the plain stream is the teacher:
     D(I_a) = T(I_a), so it has undone none of the pseudo-anomaly and the streams agree everywhere. A student that
-    outputs T(I_n) exactly would have undone all of it."""
+    outputs T(I_n) exactly would have undone all of it; a plain stream doing the same keeps none of it."""
     from stlm_core.stlm.build import build_for_training, resolve_stlm_weights
     from stlm_core.stlm.study import denoising_diagnostics, pseudo_anomaly_probes
 
@@ -251,6 +251,7 @@ def test_denoising_diagnostics_read_a_copying_student_as_undoing_nothing(tiny_ro
     assert start["gap_inside"] > 0.01
     assert start["undone"] == pytest.approx(0.0, abs=1e-4)
     assert start["streams_inside"] == pytest.approx(0.0, abs=1e-5)
+    assert start["reproduced"] == pytest.approx(1.0, abs=1e-6)  # the plain stream is the teacher itself
 
     class Oracle(torch.nn.Module):  # denoises perfectly: D(I_a) = T(I_n) on the probes
         def __init__(self):
@@ -263,3 +264,12 @@ def test_denoising_diagnostics_read_a_copying_student_as_undoing_nothing(tiny_ro
     perfect = denoising_diagnostics(Oracle(), teacher, probes)
     assert perfect["undone"] == pytest.approx(1.0, abs=1e-4)
     assert perfect["streams_inside"] == pytest.approx(perfect["gap_inside"], rel=1e-4)
+
+    class BothDenoise(Oracle):  # the plain stream removes the anomaly too: nothing left to disagree on
+        def streams(self, x):
+            normal = teacher(probes["x_n"])[:self.levels]
+            return normal, normal
+
+    both = denoising_diagnostics(BothDenoise(), teacher, probes)
+    assert both["reproduced"] == pytest.approx(0.0, abs=1e-4) and both["undone"] == pytest.approx(1.0, abs=1e-4)
+    assert both["streams_inside"] == pytest.approx(0.0, abs=1e-5)

@@ -108,6 +108,9 @@ def denoising_diagnostics(model, teacher, probes: dict) -> dict[str, float]:
     - ``denoise_error_inside`` / ``_outside``: between D(I_a) and its target T(I_n);
     - ``undone``: 1 - denoise_error_inside / gap_inside: 1 = the anomaly removed from D's features, 0 = copied
       as it is, below 0 = worse than copying;
+    - ``plain_error_inside`` / ``_outside``: between P(I_a) and its target T(I_a) (0 where P is the teacher);
+    - ``reproduced``: 1 - plain_error_inside / gap_inside: 1 = P keeps the anomaly as its target asks, 0 = P
+      removed it as well (then P and D agree on it and the w/o-FA map has nothing to show);
     - ``streams_inside`` / ``_outside``: between P(I_a) and D(I_a), the w/o-FA signal on these anomalies.
 
     Hand-written: no library measures a distillation student against two targets inside and outside masks.
@@ -131,7 +134,7 @@ def denoising_diagnostics(model, teacher, probes: dict) -> dict[str, float]:
             if not 0 < float(inside.sum()) < inside.numel():
                 continue
             for name, distance in (("gap", cosine_distance(ta, tn)), ("denoise_error", cosine_distance(de, tn)),
-                                   ("streams", cosine_distance(pl, de))):
+                                   ("plain_error", cosine_distance(pl, ta)), ("streams", cosine_distance(pl, de))):
                 per_level.setdefault(f"{name}_inside", []).append(
                     float((distance * inside).sum() / inside.sum()))
                 per_level.setdefault(f"{name}_outside", []).append(
@@ -139,6 +142,7 @@ def denoising_diagnostics(model, teacher, probes: dict) -> dict[str, float]:
     out = {key: float(np.mean(values)) for key, values in per_level.items() if key != "gap_outside"}
     if out.get("gap_inside"):
         out["undone"] = 1.0 - out["denoise_error_inside"] / out["gap_inside"]
+        out["reproduced"] = 1.0 - out["plain_error_inside"] / out["gap_inside"]
     return out
 
 
