@@ -142,9 +142,9 @@ def contrast_sentences(curves, map_name: str = "wo_fa") -> list[str]:
 
 
 def denoising_sentences(curves) -> list[str]:
-    """Per variant, from the learning-study rows' ``probe.*`` columns (means over categories): the share of a
-    pseudo-anomaly's feature change its denoising stream undoes, and the streams' inside/outside distance ratio,
-    at the first and the last evaluation."""
+    """Per variant, from the learning-study rows' ``probe.*`` columns (means over categories), at the first and
+    the last evaluation: the share of a pseudo-anomaly's feature change its denoising stream removes, the share its
+    plain stream keeps (when measured), and the streams' inside/outside distance ratio."""
     needed = {"probe.undone", "probe.streams_inside", "probe.streams_outside"}
     if not needed <= set(curves.columns):
         return []

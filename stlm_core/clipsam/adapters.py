@@ -185,7 +185,7 @@ def _april_gan_checkpoint(path: Path, state: dict) -> tuple[dict, dict]:
                            "MVTec AD, visa_pretrained.pth = trained on VisA).")
     meta = {"trained_on": trained_on, "split": "test", "width": int(width), "embed_dim": int(embed_dim),
             "n_layers": len(weights), "source": "APRIL-GAN release", **APRIL_GAN_BACKBONE}
-    return {"layers." + k[len("fc."):]: v for k, v in state.items()}, meta
+    return {"layers." + k[len("fc."):]: v for k, v in state.items() if k.startswith("fc.")}, meta
 
 
 def load_adapters(path: str | Path, backbone: ClipBackbone | None = None) -> tuple[LinearAdapters, dict]:
