@@ -77,16 +77,16 @@ def evaluate_in_memory(model, config, data: DataSpec, images: np.ndarray, masks:
     return metrics
 
 
-def pseudo_anomaly_probes(config, data: DataSpec, n: int = 8, seed: int = 1234) -> dict:
+def pseudo_anomaly_probes(config, data: DataSpec, n: int = 8, seed: int = 1234, textures=None) -> dict:
     """Fixed pseudo-anomalous copies of the first ``n`` training images (probability 1, seeded), for
     :func:`denoising_diagnostics`: ``x_a``, ``x_n`` (n, 3, S, S) normalised as in training, ``masks`` (n, 1, S, S)
-    in {0, 1}."""
+    in {0, 1}. ``textures``: a :class:`~stlm_core.stlm.pseudo_anomaly.TextureSource` (default: resolved here)."""
     import torch
 
     from stlm_core.data.transforms import resize_image, to_tensor
     from stlm_core.stlm.pseudo_anomaly import synthesize, texture_source
 
-    textures = texture_source(None)
+    textures = texture_source(None) if textures is None else textures
     rng = np.random.default_rng(seed)
     x_a, x_n, masks = [], [], []
     for sample in data.open("train")[:n]:
@@ -183,7 +183,8 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
     from stlm_core.stlm.training import stlm_record, train
 
     config = variant_config(variant, profile=profile, steps=steps, seed=seed, **extra)
-    record, _ = stlm_record(config, data, texture_source(None).name)
+    textures = texture_source(None)  # resolved once: names the run and draws the probes
+    record, _ = stlm_record(config, data, textures.name)
     run_dir = run_dir_for(runs_dir, record)
     curve_path = run_dir / CURVE_FILE
     saved = read_json(curve_path) if curve_path.is_file() and not force else None
@@ -202,7 +203,7 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
     test = data.load_test(config.image_size, config.eval_size, progress=False)
     images, masks, labels = test["images"], test["masks"], test["labels"]
     next_step = [(rows[-1]["step"] // eval_every + 1) * eval_every if rows else eval_every]  # next multiple
-    probes = pseudo_anomaly_probes(config, data)
+    probes = pseudo_anomaly_probes(config, data, textures=textures)
 
     def save(complete: bool) -> None:
         atomic_write_json(curve_path, {"variant": variant, "eval_every": eval_every, "complete": complete,
