@@ -37,6 +37,21 @@ def test_paper_faithful_variant_keeps_paper_architecture_counts():
     assert parameter_counts(build_stlm(config)) == SPEC_COUNTS
 
 
+def test_every_study_variant_is_a_valid_cpu_config_with_a_named_factor():
+    """Each variant changes only named config fields, validates on top of the cpu profile, and says in the
+    STLM-T5 table which factor it changes."""
+    from dataclasses import fields
+
+    from stlm_core.stlm.study import ABLATION_FACTORS, VARIANTS, variant_config
+
+    names = {f.name for f in fields(StlmConfig)}
+    for variant, overrides in VARIANTS.items():
+        assert set(overrides) <= names, variant
+        config = variant_config(variant, profile="cpu", steps=1)
+        assert all(getattr(config, k) == v for k, v in overrides.items()), variant
+        assert variant in ABLATION_FACTORS or variant == "paper_faithful_sam_teacher", variant
+
+
 def test_cpu_profile_starts_with_the_student_equal_to_the_pretrained_teacher():
     """cpu profile: the denoising student is a trainable copy of the frozen ImageNet teacher (D(I) = T(I) at
     step 0, so the w/o-FA map starts at zero), and the FA head starts at the prior probability."""

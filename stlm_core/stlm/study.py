@@ -34,6 +34,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "aug_prob_1": {"aug_prob": 1.0},
     "aug_prob_0.25": {"aug_prob": 0.25},
     "tinyvit_students": {"student": "tinyvit", "feature_stride": 16},
+    "fa_lr_x0.1": {"lr_fa_res": 0.01, "lr_fa_head": 0.001},
+    "batch_8": {"batch_size": 8},
+    "size_320": {"image_size": 320, "eval_size": 256},
 }
 
 # STLM-T5: the factor each ablation variant changes, and its setting (the reference is the profile as is).
@@ -52,6 +55,9 @@ ABLATION_FACTORS: dict[str, tuple[str, str]] = {
     "product_map": ("w/o-FA map", "product over levels"),
     "stride_16": ("feature grid", "stride 16"),
     "stride_8": ("feature grid", "stride 8"),
+    "fa_lr_x0.1": ("FA learning rates", "a tenth of the official (SGD 0.01 / 0.001)"),
+    "batch_8": ("batch size", "8 (official: 2), same number of steps"),
+    "size_320": ("input resolution", "320 px (metrics still at 256 px)"),
 }
 
 
