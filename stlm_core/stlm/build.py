@@ -96,14 +96,6 @@ def build_student(config: StlmConfig, teacher: nn.Module | None = None) -> nn.Mo
                                        windows=config.student_windows)
 
 
-def fa_prior_bias(prior: float) -> float:
-    """The bias that makes a sigmoid output ``prior`` at initialisation: -log((1 - p) / p) (focal-loss detectors'
-    prior initialisation; it keeps the head from starting at p = 0.5 on every pixel)."""
-    import math
-
-    return -math.log((1 - prior) / prior)
-
-
 def build_stlm(config: StlmConfig, weights: dict[str, Path | None] | None = None,
                teacher: nn.Module | None = None) -> STLM:
     """The inference model (students + shared decoder + FA head) for ``config``.
@@ -124,9 +116,7 @@ def build_stlm(config: StlmConfig, weights: dict[str, Path | None] | None = None
         raise ValueError("use_plain=False: pass the teacher, which replaces the plain stream")
     plain = build_student(config, teacher) if config.use_plain else None
     denoise = build_student(config, teacher)
-    fa = FAHead(256 * config.n_levels, config.fa_channels) if config.use_fa else None
-    if fa is not None and config.fa_prior is not None:
-        torch.nn.init.constant_(fa.head[-1].bias, fa_prior_bias(config.fa_prior))
+    fa = FAHead(256 * config.n_levels, config.fa_channels, prior=config.fa_prior) if config.use_fa else None
     model = STLM(plain=plain, plain_teacher=None if config.use_plain else teacher, denoise=denoise,
                  decoder=decoder, fa=fa, levels=config.n_levels, wo_fa_combine=config.wo_fa_combine,
                  freeze_student_bn=config.student_freeze_bn)
