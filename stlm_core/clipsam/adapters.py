@@ -5,7 +5,8 @@ space (tokens are L2-normalised afterwards, in :func:`~stlm_core.clipsam.clip_lo
 
 Cross-dataset protocol: adapters are trained on one dataset's **test** split (images and masks, all categories)
 and applied to another dataset (MVTec AD -> VisA and VisA -> MVTec AD). The dataset they saw is stored in the
-file and recorded in every run record (``adapters_trained_on``).
+file and recorded in every run record (``adapters_trained_on``). Masks are binarised as APRIL-GAN's reader does:
+bilinear resize, then ``> 0.5`` (``resize_mask(..., include_half=False)``).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class _MaskedImages(Dataset):
         from stlm_core.data.transforms import resize_image
 
         sample = ds[index]
-        return resize_image(sample.image, size, Image.BICUBIC), resize_mask(sample.mask, size)
+        return resize_image(sample.image, size, Image.BICUBIC), resize_mask(sample.mask, size, include_half=False)
 
     def __getitem__(self, index: int):
         ci, ds, i = self.items[index]
@@ -98,7 +99,7 @@ class _MaskedImages(Dataset):
                                    np.concatenate([tiles[2][1], tiles[3][1]], 1)], 0)
             from stlm_core.data.transforms import resize_image
 
-            return resize_image(image, self.size), resize_mask(mask, self.size), ci
+            return resize_image(image, self.size), resize_mask(mask, self.size, include_half=False), ci
         image, mask = self._load(ds, i, self.size)
         return image, mask, ci
 

@@ -8,7 +8,8 @@ Per image (uint8 (H, W, 3) RGB, any size):
 3. Otherwise SAM encodes the image once; PPG gives prompt sets (per component of S_a by default); each runs the
    CPS cascade; the final logits are the pixel-wise max over components (union of masks); fusion gives the map.
 
-Maps for evaluation are resized to ``eval_size`` squared (bilinear) and masks likewise (bilinear, > 0.5).
+Maps for evaluation are resized to ``eval_size`` squared (bilinear) and masks likewise (bilinear, then > 0.5:
+APRIL-GAN's reader, ``gt[gt > 0.5], gt[gt <= 0.5] = 1, 0``, which the zero-shot field's evaluation code shares).
 The intermediate results behind the PPG and CPS figures (:func:`detail_arrays`) are kept at ``DETAIL_SIZE``
 squared at most, so that a record of a 1024 px run stays small.
 """
@@ -193,7 +194,7 @@ class ClipSamPipeline:
             result = self.run_image(sample.image, class_name)
             out["maps"].append(resize_map(result.anomaly_map, size))
             out["clip_maps"].append(resize_map(result.clip_map, size))
-            out["masks"].append(resize_mask(sample.mask, size))
+            out["masks"].append(resize_mask(sample.mask, size, include_half=False))
             out["scores"].append(result.score)
             out["clip_scores"].append(result.clip_score)
             out["labels"].append(int(sample.label))

@@ -1,7 +1,8 @@
 """Resize / normalise transforms and the torch ``Dataset`` adapter.
 
 Images become float32 tensors (3, S, S) normalised with a named mean/std; masks become float32 (1, S, S) in {0, 1}
-(bilinear resize then > 0.5, as the STLM code does).
+(bilinear resize, then a pixel is anomalous when the resized value is >= 0.5, as STLM's and DeSTSeg's readers do;
+APRIL-GAN's reader keeps > 0.5 instead, see :func:`resize_mask`).
 """
 
 from __future__ import annotations
@@ -32,12 +33,17 @@ def resize_image(image: np.ndarray, size: int, resample: int = Image.BILINEAR) -
     return np.asarray(Image.fromarray(image).resize((size, size), resample))
 
 
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Resize a {0,1} mask (H, W) to (size, size): bilinear, then > 0.5."""
+def resize_mask(mask: np.ndarray, size: int, *, include_half: bool = True) -> np.ndarray:
+    """Resize a {0,1} mask (H, W) to (size, size): bilinear, then binarise at 0.5.
+
+    ``include_half``: a pixel whose resized value is exactly 0.5 (a 2x2 block half inside the defect, common at
+    a boundary when the size halves) counts as anomalous (``>= 0.5``, the official STLM and DeSTSeg readers:
+    ``where(mask < 0.5, 0, 1)``); ``False`` gives ``> 0.5`` (APRIL-GAN's reader, used for CLIP-SAM).
+    """
     if mask.shape == (size, size):
         return mask.astype(np.uint8)
     resized = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((size, size), Image.BILINEAR))
-    return (resized > 0.5).astype(np.uint8)
+    return (resized >= 0.5 if include_half else resized > 0.5).astype(np.uint8)
 
 
 def to_tensor(image: np.ndarray, normalisation: str = "imagenet") -> torch.Tensor:

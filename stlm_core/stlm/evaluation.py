@@ -2,7 +2,7 @@
 
 Entry point: :func:`evaluate` (``stlm evaluate``). Test images are resized to the model input (PIL bilinear) and
 SAM-normalised; maps are upsampled bilinearly (align_corners=False, no smoothing) to the profile's evaluation size;
-masks are resized to it (bilinear, > 0.5); image score = mean of the top-k (100) pixels of the upsampled map.
+masks are resized to it (bilinear, >= 0.5 as the official reader); image score = mean of the top-k (100) pixels of the upsampled map.
 The primary map is ``fa`` (``wo_fa`` when the FA head is switched off); ``wo_fa`` is always recorded too.
 """
 

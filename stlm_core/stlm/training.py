@@ -3,7 +3,8 @@
 Entry point: :func:`train` (``stlm train`` on the command line). Losses (weights all 1): for each feature level l,
 ``L_plain = sum_l mean(1 - cos(P_l(I_a), T_l(I_a)))``, ``L_denoise = sum_l mean(1 - cos(D_l(I_a), T_l(I_n)))``,
 ``L_focal = mean(BCE(p, y) * (1 - p_t)**4)`` (evaluated from the logits, see :func:`focal_loss`) and
-``L_L1 = mean|p - y|`` on the FA output p against the pseudo-anomaly mask y (bilinear to the feature grid, > 0.5);
+``L_L1 = mean|p - y|`` on the FA output p against the pseudo-anomaly mask y (bilinear to the feature grid, >= 0.5 as
+``where(mask < 0.5, 0, 1)`` in the official code);
 one backward over the sum. The FA input is not detached (joint training, as in the official code). Optimisers:
 Adam over both students, the shared decoder and the prompt encoder; SGD with momentum over the FA head (its
 residual blocks and its ASPP head at different learning rates). No schedule.
@@ -75,6 +76,14 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 4.0) -
     return (bce * (1 - p_t) ** gamma).mean()
 
 
+def fa_target(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The FA head's target: the pseudo-anomaly mask (B, 1, S, S) in {0, 1} resized bilinearly to ``size`` and
+    binarised with ``>= 0.5`` (the official ``where(mask < 0.5, 0, 1)``: a boundary pixel averaging exactly 0.5
+    counts as anomalous). float32 (B, 1, *size)."""
+    resized = F.interpolate(mask, size=tuple(size), mode="bilinear", align_corners=False)
+    return (resized >= 0.5).float()
+
+
 # --------------------------------------------------------------------------------------------------- helpers
 
 
@@ -110,6 +119,45 @@ def _truncate_log(path: Path, last_step: int) -> None:
 
 def _split(features: list[torch.Tensor], n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return [f[:n] for f in features], [f[n:] for f in features]
+
+
+def step_losses(model: STLM, teacher: torch.nn.Module, x_a: torch.Tensor, x_n: torch.Tensor,
+                mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The loss terms of one batch (model in training mode): ``denoise``, ``plain`` (when the plain stream is a
+    student), ``focal`` and ``l1`` (when the FA head is on); their sum is the training loss.
+
+    ``x_a``, ``x_n``: SAM-normalised pseudo-anomalous and clean images (B, 3, S, S); ``mask``: the pseudo-anomaly
+    mask (B, 1, S, S) in {0, 1}. The teacher runs once on both images (one batched, gradient-free forward).
+    """
+    target_a, target_n = _split(teacher(torch.cat([x_a, x_n]))[:model.levels], len(x_a))
+    plain, denoise = model.streams(x_a)
+    parts = {"denoise": cosine_loss(denoise, target_n)}
+    if model.plain is not None:
+        parts["plain"] = cosine_loss(plain, target_a)
+    if model.fa is not None:
+        logits = model.maps(plain, denoise)["fa_logits"]
+        target = fa_target(mask, logits.shape[-2:])
+        parts["focal"] = focal_loss(logits, target)
+        parts["l1"] = (torch.sigmoid(logits) - target).abs().mean()
+    return parts
+
+
+def training_step(model: STLM, teacher: torch.nn.Module, optimisers: dict[str, torch.optim.Optimizer],
+                  x_a: torch.Tensor, x_n: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """One optimisation step on one batch (see :func:`step_losses` for the inputs): one backward over the sum
+    of the loss terms, then one step of every optimiser. Returns ``{"loss": total, <term>: value}`` as floats;
+    raises :class:`TrainingDiverged` (before any parameter changes) when the loss is not finite."""
+    parts = step_losses(model, teacher, x_a, x_n, mask)
+    loss = sum(parts.values())
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"the training loss became {loss.item()} "
+                               f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())})")
+    for opt in optimisers.values():
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for opt in optimisers.values():
+        opt.step()
+    return {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}}
 
 
 # ------------------------------------------------------------------------------------------------------ train
@@ -216,31 +264,15 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
             lines = []
             for index in bar:
                 x_a, x_n, mask = batch_tensors(index)
-                target_a, target_n = _split(teacher(torch.cat([x_a, x_n]))[:model.levels], len(index))
-                plain, denoise = model.streams(x_a)
-                parts = {"denoise": cosine_loss(denoise, target_n)}
-                if model.plain is not None:
-                    parts["plain"] = cosine_loss(plain, target_a)
-                if model.fa is not None:
-                    logits = model.maps(plain, denoise)["fa_logits"]
-                    target = (F.interpolate(mask, size=logits.shape[-2:], mode="bilinear", align_corners=False)
-                              > 0.5).float()
-                    parts["focal"] = focal_loss(logits, target)
-                    parts["l1"] = (torch.sigmoid(logits) - target).abs().mean()
-                loss = sum(parts.values())
-                if not torch.isfinite(loss):
+                try:
+                    parts = training_step(model, teacher, optimisers, x_a, x_n, mask)
+                except TrainingDiverged as error:
                     raise TrainingDiverged(
-                        f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                        f"({', '.join(f'{k}={v.item():.4g}' for k, v in parts.items())}). Training stopped; the "
-                        f"last good checkpoint ({ckpt_path if ckpt_path.exists() else 'none yet'}) is kept. Try "
-                        "another --seed or lower learning rates; resume with --resume.")
-                for opt in optimisers.values():
-                    opt.zero_grad(set_to_none=True)
-                loss.backward()
-                for opt in optimisers.values():
-                    opt.step()
+                        f"{error} at epoch {epoch + 1}, step {step + 1}. Training stopped; the last good "
+                        f"checkpoint ({ckpt_path if ckpt_path.exists() else 'none yet'}) is kept. Try another "
+                        "--seed or lower learning rates; resume with --resume.") from None
                 step += 1
-                line = {"epoch": epoch + 1, "step": step, "loss": loss.item(), **{k: v.item() for k, v in parts.items()}}
+                line = {"epoch": epoch + 1, "step": step, **parts}
                 lines.append(json.dumps(line))
                 bar.set_postfix(loss=f"{line['loss']:.4f}")
             with open(log_path, "a", encoding="utf-8") as handle:
