@@ -103,7 +103,7 @@ def execute(chapter: dict, output: Path, parameters: dict) -> None:
     print(f"[book] executing {source.relative_to(REPO)} -> {output.relative_to(REPO)} with {params}", flush=True)
     try:
         papermill.execute_notebook(str(source), str(output), parameters=params, kernel_name="python3",
-                                   cwd=str(NOTEBOOKS), progress_bar=False, log_output=False)
+                                   cwd=str(NOTEBOOKS), progress_bar=True, log_output=False)  # cells done / left
     except PapermillExecutionError as exc:
         # papermill counts its injected-parameters cell; report the cell's index in the source notebook instead.
         cells = json.loads(source.read_text())["cells"]

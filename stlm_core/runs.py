@@ -70,12 +70,20 @@ def config_id(record: Mapping[str, Any], length: int = 10) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
+# Raised whenever a code change alters what a run with the same record computes, so that older run folders are
+# not reused for it. 2: STLM's FA target and every method's evaluation masks keep pixels at exactly 0.5 (>= 0.5,
+# CLIP-SAM > 0.5 as APRIL-GAN) and the FA head is initialised as the official code does.
+SEMANTICS_VERSION = 2
+
+
 def run_record(method: str, config: Any, data: Mapping[str, Any], weights: Mapping[str, str],
                **extra: Any) -> dict:
     """What ``config.json`` stores and the run id hashes: method, dataset, category, data identity (name,
-    category, file counts), weights identities, the resolved config (``to_dict()``) and method extras."""
+    category, file counts), weights identities, the resolved config (``to_dict()``), method extras and the code's
+    :data:`SEMANTICS_VERSION`."""
     return to_jsonable({"method": method, "dataset": data["name"], "category": data["category"], "data": dict(data),
-                        "weights": dict(weights), "config": config.to_dict(), **extra})
+                        "weights": dict(weights), "config": config.to_dict(), **extra,
+                        "semantics": SEMANTICS_VERSION})
 
 
 def run_dir_for(runs_dir: str | os.PathLike, record: Mapping[str, Any]) -> Path:

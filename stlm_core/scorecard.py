@@ -421,9 +421,42 @@ def scorecard(runs, registry, *, measured: dict | None = None):
             rows.append(_cell_row(cell, runs, registry, measured, counts, flags))
         if paper == "stlm":
             rows.append(speed_claim_row(measured))
+    note = fidelity_note()
+    if note:
+        for row in rows:
+            if row["paper"] == PAPERS["stlm"] and row["item"] in FIDELITY_ITEMS:
+                row["produced by"] = f"{row['produced by']}; {note}"
     card = pd.DataFrame(rows, columns=list(COLUMNS))
     card.attrs.update(flags)
     return card
+
+
+FIDELITY_ITEMS = ("STLM-T1", "STLM-T3", "STLM-T4", "STLM-T5")  # results computed by the STLM code path
+
+
+def fidelity_note(result: Mapping | None = None) -> str | None:
+    """What the recorded equivalence check with the official code measured, in one clause (``None`` when there is
+    no recorded result or it did not pass): the largest relative difference of the inference rows and of the
+    training-step rows (losses, gradients, parameters after one step)."""
+    from stlm_core.errors import StlmError
+    from stlm_core.fidelity import load_check_result
+
+    try:
+        result = result if result is not None else load_check_result()
+    except StlmError:
+        return None
+    if not result.get("passed"):
+        return None
+    rows = result["rows"]
+
+    def worst(parts: tuple[str, ...]) -> float:
+        return max(r["max_rel"] for r in rows if r["part"].split(" (")[0] in parts and r["max_rel"] is not None
+                   and not r["quantity"].startswith("attention key biases"))
+
+    prov = result["provenance"]
+    return (f"the code computes the official function (checked against the official code at "
+            f"{str(prov['official_commit'])[:7]} on {prov['date']}: inference within {worst(('inference',)):.0e} "
+            f"relative, one training step within {worst(('training step', 'after one step')):.0e})")
 
 
 # ---------------------------------------------------------------------------------------------- measurement

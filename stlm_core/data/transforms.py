@@ -46,11 +46,11 @@ def resize_mask(mask: np.ndarray, size: int, *, include_half: bool = True) -> np
     return (resized >= 0.5 if include_half else resized > 0.5).astype(np.uint8)
 
 
-def to_tensor(image: np.ndarray, normalisation: str = "imagenet") -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (3, H, W), scaled to [0, 1] then normalised."""
+def to_tensor(image: np.ndarray, normalisation: str = "imagenet", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (H, W, 3) -> (3, H, W) of ``dtype`` (float32 by default), scaled to [0, 1] then normalised."""
     mean, std = NORMALISATIONS[normalisation]
-    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 255.0
-    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).to(dtype) / 255.0
+    return (x - torch.tensor(mean, dtype=dtype).view(3, 1, 1)) / torch.tensor(std, dtype=dtype).view(3, 1, 1)
 
 
 @dataclass
