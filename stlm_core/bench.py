@@ -200,6 +200,34 @@ def measure_latency(fn: Callable[[], Any], warmup: int = 3, runs: int = 10, devi
 # --------------------------------------------------------------------------------------------------------------
 
 
+def matmul_gflops(size: int = 2048, runs: int = 5, threads: int | None = None) -> dict:
+    """The machine's speed figure that every timing in this project is quoted beside: torch fp32 ``size`` x
+    ``size`` matmul throughput (GFLOPS = 2 size^3 / median seconds / 1e9) after two warm-up products.
+
+    Machines of the same kind differ up to ~3x (47 GFLOPS at 2 threads on the slowest 2-core machine seen, about
+    145 on faster ones); budgets hold on the slowest."""
+    import statistics
+    import time
+
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator)
+    b = torch.randn(size, size, generator=generator)
+    for _ in range(2):
+        a @ b
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        a @ b
+        seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    return {"gflops": round(2 * size**3 / median / 1e9, 1), "size": size, "runs": runs,
+            "median_s": round(median, 4), "threads": torch.get_num_threads(), **environment_info("cpu")}
+
+
 def environment_info(device: str = "cpu") -> dict:
     """Facts that make a timing comparable: versions, threads, CPU count, device name."""
     info: dict[str, Any] = {

@@ -83,3 +83,11 @@ def test_bench_model_unknown_profile_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "stlm", "--profile", "huge"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_bench_machine_prints_a_positive_gflops_figure(capsys):
+    assert main(["bench", "machine", "--runs", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["gflops"] > 0 and result["size"] == 2048 and result["threads"] >= 1
+    assert main(["bench", "machine", "--runs", "1"]) == 0
+    assert "GFLOPS (torch fp32 2048x2048 matmul" in capsys.readouterr().out

@@ -83,6 +83,16 @@ def register(subparsers) -> None:
     ratios.add_argument("--json", action="store_true", help="print the result as JSON")
     ratios.set_defaults(func=_bench_ratios)
 
+    machine = targets.add_parser(
+        "machine", help="this machine's speed figure (torch fp32 2048x2048 matmul GFLOPS)",
+        description="Torch fp32 2048x2048 matrix-product throughput in GFLOPS (median of --runs after warm-up): the "
+                    "figure quoted beside every timing of this project. Machines of the same kind differ up to ~3x; "
+                    "run it alone, other jobs on the cores lower it.")
+    machine.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
+    machine.add_argument("--runs", type=positive_int, default=5, help="timed products (default 5)")
+    machine.add_argument("--json", action="store_true", help="print the result as JSON")
+    machine.set_defaults(func=_bench_machine)
+
     learning = targets.add_parser(
         "learning", help="learning curves of STLM variants (pixel AUROC of the FA and w/o-FA maps against steps)",
         description="Train each named variant (stlm_core.stlm.study.VARIANTS, on top of --profile) for --steps steps on "
@@ -121,6 +131,18 @@ _MODEL_BENCH = {
     "clipsam": ("stlm_core.clipsam.bench", "bench_clipsam"),
     "patchcore": ("stlm_core.baselines.bench", "bench_patchcore"),
 }
+
+
+def _bench_machine(args) -> int:
+    from stlm_core.bench import matmul_gflops
+
+    result = matmul_gflops(runs=args.runs, threads=args.threads)
+    if args.json:
+        print(_to_json(result))
+    else:
+        print(f"{result['gflops']:.1f} GFLOPS (torch fp32 {result['size']}x{result['size']} matmul, "
+              f"{result['threads']} threads, {result['cpu_count']} CPUs, torch {result.get('torch', '?')})")
+    return 0
 
 
 def _bench_ratios(args) -> int:
