@@ -105,7 +105,8 @@ def test_failing_notebook_names_notebook_and_cell(book_copy: Path, synthetic_roo
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-RANDOM_WEIGHT_CHAPTERS = {"efficiency"}                        # latency and counts of randomly initialised models
+RANDOM_WEIGHT_CHAPTERS = {"efficiency",                         # latency and counts of randomly initialised models
+                          "stlm_fidelity"}                      # the equivalence check: seeded random weights
 RUN_CHAPTERS = {"stlm_main_results", "clipsam_zero_shot"}      # their run records feed the scorecard's numbers
 ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|\b\w*(Error|Exception): ")
 PAGE_SCRIPT = """
