@@ -25,6 +25,12 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from stlm_core.cli.download import convert_main
+
+    return convert_main(args.format, args.options, prog=f"stlm data convert {args.format}")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="datasets: synthetic default, validation, downloads",
                                  description="Create, validate and download datasets.")
@@ -56,6 +62,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     chk.add_argument("--json", action="store_true",
                      help='print one JSON object {"dataset", "root", "categories": {cat: {"train", "test", "masks"}}}')
     chk.set_defaults(func=_check)
+
+    conv = data_sub.add_parser(
+        "convert", help="convert VisA, DAGM 2007 or MVTec 3D-AD (RGB) to the MVTec AD layout",
+        description="Convert a dataset from its native layout to the MVTec AD layout that every command reads "
+                    "(--dataset mvtec). FORMAT: visa | dagm | mvtec3d; the rest are the converter's options: "
+                    "'stlm data convert mvtec3d --src NATIVE --dst OUT [--category C] [--include-validation]'. "
+                    "'stlm data convert FORMAT --help' lists them.")
+    conv.add_argument("format", choices=("visa", "dagm", "mvtec3d"), help="native layout to convert from")
+    conv.add_argument("options", nargs=argparse.REMAINDER, help="--src NATIVE --dst OUT [...] (see FORMAT --help)")
+    conv.set_defaults(func=_convert)
 
     from stlm_core.cli.download import add_download_parser  # `stlm data download` lives with the download code
 

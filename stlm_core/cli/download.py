@@ -162,11 +162,13 @@ def weights_download_main(argv: Sequence[str] | None = None) -> int:
     return _run(parser, argv)
 
 
-def convert_main(kind: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``data_scripts/convert_<kind>.py`` (kind: ``visa`` or ``dagm``)."""
-    titles = {"visa": "VisA (native layout with split_csv/1cls.csv)", "dagm": "DAGM 2007 (Class1..Class10)"}
+def convert_main(kind: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Entry point of ``data_scripts/convert_<kind>.py`` and ``stlm data convert <kind>`` (kind: ``visa``,
+    ``dagm`` or ``mvtec3d``)."""
+    titles = {"visa": "VisA (native layout with split_csv/1cls.csv)", "dagm": "DAGM 2007 (Class1..Class10)",
+              "mvtec3d": "MVTec 3D-AD (RGB images and masks; point clouds ignored)"}
     parser = argparse.ArgumentParser(
-        prog=f"convert_{kind}.py",
+        prog=prog or f"convert_{kind}.py",
         description=f"Convert {titles[kind]} to the MVTec AD layout (masks <name>_mask.png, 0/255). Idempotent: "
                     "categories already in DST are skipped; each category is written to a temporary folder and "
                     "renamed when complete.",
@@ -175,10 +177,17 @@ def convert_main(kind: str, argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dst", required=True, help="output folder (MVTec AD layout; read with --dataset mvtec)")
     parser.add_argument("--category", action="append", help="convert only this category (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    if kind == "mvtec3d":
+        parser.add_argument("--include-validation", action="store_true",
+                            help="also copy validation/good into train/good (as val_<name>); default: train only")
 
     def handler(args: argparse.Namespace) -> int:
         from stlm_core.data import convert
 
+        if kind == "mvtec3d":
+            convert.convert_mvtec3d(args.src, args.dst, args.category, include_validation=args.include_validation,
+                                    progress=not args.quiet)
+            return 0
         func = convert.convert_visa if kind == "visa" else convert.convert_dagm
         func(args.src, args.dst, args.category, progress=not args.quiet)
         return 0

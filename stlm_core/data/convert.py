@@ -1,4 +1,4 @@
-"""Convert VisA and DAGM 2007 from their native layouts to the MVTec AD layout.
+"""Convert VisA, DAGM 2007 and MVTec 3D-AD (RGB) from their native layouts to the MVTec AD layout.
 
 Output per category (read with ``--dataset mvtec``; VisA's converted layout also with ``--dataset visa``)::
 
@@ -13,7 +13,11 @@ Output per category (read with ``--dataset mvtec``; VisA's converted layout also
 - DAGM: ``train/good`` holds the defect-free ``Train`` images only; ``test`` holds every ``Test`` image; the weak
   labels (ellipses from ``Labels.txt`` or ``*_label.PNG`` masks) become ``_mask.png`` files. Images are PNG.
 
-Both are idempotent and atomic per category: a category is written to ``<dst>/.<category>.converting`` and
+- MVTec 3D-AD: the RGB images of ``train/good`` (and, with ``include_validation``, ``validation/good``, named
+  ``val_<name>``) and of ``test/<defect>``, copied byte for byte; the ``gt`` masks binarised as ``_mask.png``; the
+  point clouds are ignored.
+
+All are idempotent and atomic per category: a category is written to ``<dst>/.<category>.converting`` and
 renamed to ``<dst>/<category>`` when complete; categories already present in ``<dst>`` are skipped.
 """
 
@@ -52,7 +56,8 @@ def _check_distinct(src: Path, dst: Path) -> None:
         )
 
 
-def _convert(reader, src: Path, dst: Path, categories: list[str] | None, write_record, log, progress) -> list[str]:
+def _convert(reader, src: Path, dst: Path, categories: list[str] | None, write_record, log, progress,
+             splits: tuple[str, ...] = ("train", "test")) -> list[str]:
     src, dst = Path(src), Path(dst)
     _check_distinct(src, dst)
     found = reader.categories(src)
@@ -70,7 +75,7 @@ def _convert(reader, src: Path, dst: Path, categories: list[str] | None, write_r
         tmp = dst / f".{category}.converting"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            records = reader.records(src, category, "train") + reader.records(src, category, "test")
+            records = [r for split in splits for r in reader.records(src, category, split)]
             for record in tqdm(records, desc=f"converting {category}", disable=not progress, leave=False):
                 write_record(record, tmp)
             os.replace(tmp, final)
@@ -122,3 +127,29 @@ def convert_dagm(src: str | Path, dst: str | Path, categories: list[str] | None 
             _write_mask(sample.mask, out / "ground_truth" / record.defect / f"{record.image_path.stem}_mask.png")
 
     return _convert(DagmReader(), Path(src), Path(dst), categories, write, log, progress)
+
+
+def convert_mvtec3d(src: str | Path, dst: str | Path, categories: list[str] | None = None, *,
+                    include_validation: bool = False, log: Callable[[str], None] = print,
+                    progress: bool = True) -> list[str]:
+    """Convert MVTec 3D-AD's RGB images and masks at ``src`` to the MVTec AD layout at ``dst``; return the
+    categories. ``include_validation``: also train on the ``validation/good`` images (as ``train/good/val_*``)."""
+    from stlm_core.data.mvtec3d import Mvtec3dReader
+
+    if not Path(src).is_dir():
+        raise DatasetError(f"{src} is not a folder; pass the folder unpacked from MVTec 3D-AD (it holds the category "
+                           "folders, each with train/good/rgb and test/<defect>/{rgb,gt}).")
+
+    def write(record: SampleRecord, out: Path) -> None:
+        split = "train" if record.split == "validation" else record.split
+        name = f"val_{record.image_path.name}" if record.split == "validation" else record.image_path.name
+        folder = out / split / record.defect
+        folder.mkdir(parents=True, exist_ok=True)
+        shape = _image_shape(record.image_path)  # refuse corrupt images before copying them
+        if record.label:
+            mask = read_mask(record.mask_paths[0], expected_shape=shape, image_path=record.image_path)
+            _write_mask(mask, out / "ground_truth" / record.defect / f"{Path(name).stem}_mask.png")
+        shutil.copyfile(record.image_path, folder / name)
+
+    splits = ("train", "validation", "test") if include_validation else ("train", "test")
+    return _convert(Mvtec3dReader(), Path(src), Path(dst), categories, write, log, progress, splits)
