@@ -216,6 +216,38 @@ def describe_results(runs, baseline=None):
     return Markdown(" ".join(parts))
 
 
+BEHIND_POINTS = 2.0  # a gap to the baseline larger than this is named in the text
+
+
+def baseline_gap(runs, baseline, columns: dict[str, str] | None = None):
+    """STLM's reported map minus the baseline, per category and metric, in percentage points (negative: STLM is
+    behind). ``runs`` / ``baseline``: ``load_runs`` frames indexed by category (primary maps). Last row: the mean."""
+    import pandas as pd
+
+    columns = columns or DEFAULT_COLUMNS
+    shared = [c for c in runs.index if c in baseline.index]
+    gap = pd.DataFrame({label: 100 * (runs.loc[shared, key].astype(float) - baseline.loc[shared, key].astype(float))
+                        for key, label in columns.items()})
+    gap.loc[f"mean ({len(shared)} categories)"] = gap.mean()
+    return gap.round(2)
+
+
+def describe_gap(gap, baseline_name: str = "PatchCore", threshold: float = BEHIND_POINTS) -> str:
+    """One generated sentence: the categories and metrics where STLM is more than ``threshold`` points behind the
+    baseline (from :func:`baseline_gap`), or that it is nowhere."""
+    per_category = gap.iloc[:-1]
+    behind = []
+    for category, row in per_category.iterrows():
+        lagging = [f"{metric} {value:+.1f}" for metric, value in row.items() if value < -threshold]
+        if lagging:
+            behind.append(f"{category} ({', '.join(lagging)})")
+    if not behind:
+        return (f"STLM's reported map is nowhere more than {threshold:g} points behind {baseline_name} "
+                f"({len(per_category)} categories).")
+    return (f"STLM's reported map is more than {threshold:g} points behind {baseline_name} in {len(behind)} of "
+            f"{len(per_category)} categories: {'; '.join(behind)} (points).")
+
+
 def describe_gains(gains, dataset: str, runs) -> str:
     """One or two generated sentences on :func:`stlm_core.paper_results.claimed_gains`: whether this chapter's
     runs can speak to the paper's claimed gains, and if so how ours compare."""
