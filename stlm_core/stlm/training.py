@@ -79,9 +79,9 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 4.0) -
 def fa_target(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The FA head's target: the pseudo-anomaly mask (B, 1, S, S) in {0, 1} resized bilinearly to ``size`` and
     binarised with ``>= 0.5`` (the official ``where(mask < 0.5, 0, 1)``: a boundary pixel averaging exactly 0.5
-    counts as anomalous). float32 (B, 1, *size)."""
+    counts as anomalous). (B, 1, *size) in {0, 1}, of ``mask``'s floating dtype."""
     resized = F.interpolate(mask, size=tuple(size), mode="bilinear", align_corners=False)
-    return (resized >= 0.5).float()
+    return (resized >= 0.5).to(mask.dtype)
 
 
 # --------------------------------------------------------------------------------------------------- helpers
