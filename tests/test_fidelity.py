@@ -3,7 +3,6 @@ tests, clear errors. (The check itself runs against a user's clone: ``stlm check
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
