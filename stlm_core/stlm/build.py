@@ -119,7 +119,8 @@ def build_stlm(config: StlmConfig, weights: dict[str, Path | None] | None = None
     fa = FAHead(256 * config.n_levels, config.fa_channels, prior=config.fa_prior) if config.use_fa else None
     model = STLM(plain=plain, plain_teacher=None if config.use_plain else teacher, denoise=denoise,
                  decoder=decoder, fa=fa, levels=config.n_levels, wo_fa_combine=config.wo_fa_combine,
-                 freeze_student_bn=config.student_freeze_bn)
+                 freeze_student_bn=config.student_freeze_bn, fa_detach=config.fa_detach,
+                 level_norm=config.level_norm)
     if config.student_init == "mobilesam":
         for student in (model.plain, model.denoise):
             if student is not None:

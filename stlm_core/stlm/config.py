@@ -26,6 +26,8 @@ TEACHERS = (*SAM_TEACHERS, "reduced", "tiny", *OFFLINE_TEACHERS)
 STUDENTS = ("tinyvit", "teacher_copy")
 STUDENT_INITS = ("random", "mobilesam")
 WO_FA_COMBINES = ("product", "sum")
+LEVEL_NORMS = ("none", "normal_stats")
+ANOMALY_SOURCES = ("texture", "patches", "mixed")  # see stlm_core.stlm.pseudo_anomaly.anomaly_fill
 ROTATIONS = ("none", "slight", "full", "auto")
 
 # DeSTSeg's disjoint per-category rotation lists (the official lists overlap for transistor, screw and grid,
@@ -96,12 +98,15 @@ class StlmConfig(ProfileConfig):
     use_decoder: bool = True
     use_fa: bool = True
     wo_fa_combine: str = "product"
+    fa_detach: bool = False
+    level_norm: str = "none"
     # pseudo anomalies and augmentation
     aug_prob: float = 0.0
     beta_max: float = 0.0
     perlin_max_exp: int = 0
     perlin_threshold: float = 0.0
     rotation: str = ""
+    anomaly_source: str = "texture"
     # optimisation
     epochs: int = 0
     train_steps: int | None = None
@@ -120,6 +125,11 @@ class StlmConfig(ProfileConfig):
         check_choice("rotation", self.rotation, ROTATIONS)
         check_choice("student", self.student, STUDENTS)
         check_choice("wo_fa_combine", self.wo_fa_combine, WO_FA_COMBINES)
+        check_choice("level_norm", self.level_norm, LEVEL_NORMS)
+        check_choice("anomaly_source", self.anomaly_source, ANOMALY_SOURCES)
+        if self.level_norm != "none" and self.wo_fa_combine != "sum":
+            raise ConfigError("level_norm 'normal_stats' standardises each level's distance (values can be "
+                              "negative), which only a sum combines; set wo_fa_combine to 'sum'.")
         if self.student == "teacher_copy" and self.teacher not in OFFLINE_TEACHERS:
             raise ConfigError(f"student 'teacher_copy' copies the teacher's network, which needs an EfficientNet-Lite "
                               f"teacher ({', '.join(OFFLINE_TEACHERS)}), not {self.teacher!r}.")

@@ -4,7 +4,10 @@ Conventions: inputs are SAM-normalised images (B, 3, S, S); features are lists o
 (level 1 = image embedding, level 2 = decoder-transformer output), each (B, 256, S/16, S/16) (S/8 with an
 EfficientNet-Lite teacher at feature_stride 8).
 
-- ``wo_fa_map`` (the map "w/o FA") = prod_l (1 - cos(P_l, D_l)) (or the sum over levels), (B, 1, h, w);
+- ``wo_fa_map`` (the map "w/o FA") = prod_l (1 - cos(P_l, D_l)) (or the sum over levels), (B, 1, h, w); with
+  ``level_norm="normal_stats"`` each level's distance is first standardised, (d_l - mean_l) / std_l, with its mean
+  and standard deviation over every pixel of the clean training images (:meth:`STLM.set_level_stats`), so no
+  level dominates the sum by its scale alone;
 - ``fa_map`` = FA(concat_l(-P^_l * D^_l)), (B, 1, h, w), in [0, 1] (``None`` when FA is switched off);
 - :func:`upsample` to the evaluation size (bilinear, align_corners=False) and :func:`image_scores`
   (mean of the top-k pixels) turn them into pixel maps and image scores.
@@ -37,17 +40,23 @@ class STLM(nn.Module):
 
     def __init__(self, *, denoise: nn.Module, decoder: nn.Module | None, plain: nn.Module | None = None,
                  plain_teacher: nn.Module | None = None, fa: FAHead | None = None, levels: int = 2,
-                 wo_fa_combine: str = "product", freeze_student_bn: bool = False):
+                 wo_fa_combine: str = "product", freeze_student_bn: bool = False, fa_detach: bool = False,
+                 level_norm: str = "none"):
         """Exactly one of ``plain`` (a student) and ``plain_teacher`` (the frozen teacher standing in for the plain
         stream) is given; ``fa=None`` switches the FA head off. Students either return one embedding, which the
         shared ``decoder`` turns into feature levels, or the levels themselves (``decoder=None``). ``levels``: how
         many levels are compared; ``wo_fa_combine``: ``product`` or ``sum`` of the per-level cosine distances;
-        ``freeze_student_bn``: keep the students' BatchNorm statistics fixed while training (small batches)."""
+        ``freeze_student_bn``: keep the students' BatchNorm statistics fixed while training (small batches);
+        ``fa_detach``: the FA head reads detached features (its losses train the head only, not the streams);
+        ``level_norm``: ``none`` or ``normal_stats`` (per-level standardisation of the w/o-FA distances, with
+        statistics held in the ``level_stats`` buffer, (levels, 2) = (mean, std), set after training)."""
         super().__init__()
         if (plain is None) == (plain_teacher is None):
             raise ValueError("pass exactly one of plain (student) and plain_teacher (teacher as plain stream)")
         if wo_fa_combine not in ("product", "sum"):
             raise ValueError(f"wo_fa_combine must be 'product' or 'sum', got {wo_fa_combine!r}")
+        if level_norm not in ("none", "normal_stats"):
+            raise ValueError(f"level_norm must be 'none' or 'normal_stats', got {level_norm!r}")
         self.plain = plain
         self.plain_teacher = plain_teacher
         self.denoise = denoise
@@ -56,6 +65,10 @@ class STLM(nn.Module):
         self.levels = levels
         self.wo_fa_combine = wo_fa_combine
         self.freeze_student_bn = freeze_student_bn
+        self.fa_detach = fa_detach
+        self.level_norm = level_norm
+        if level_norm != "none":  # only then: the paper model's state dict keeps the official keys
+            self.register_buffer("level_stats", torch.tensor([[0.0, 1.0]] * levels))
 
     def train(self, mode: bool = True) -> "STLM":
         super().train(mode)
@@ -91,16 +104,51 @@ class STLM(nn.Module):
 
     def maps(self, plain: list[torch.Tensor], denoise: list[torch.Tensor]) -> dict[str, torch.Tensor | None]:
         """``{"wo_fa_map", "fa_map", "fa_logits"}``, each (B, 1, h, w) (FA entries ``None`` without FA)."""
-        distances = [cosine_distance(p, d) for p, d in zip(plain, denoise)]
+        distances = self.level_distances(plain, denoise)
+        if self.level_norm == "normal_stats":
+            distances = [(d - stats[0]) / stats[1] for d, stats in zip(distances, self.level_stats)]
         wo_fa = distances[0]
         for distance in distances[1:]:
             wo_fa = wo_fa * distance if self.wo_fa_combine == "product" else wo_fa + distance
         fa = logits = None
         if self.fa is not None:
+            if self.fa_detach:
+                plain, denoise = [p.detach() for p in plain], [d.detach() for d in denoise]
             fa_input = torch.cat([-l2_normalise(p) * l2_normalise(d) for p, d in zip(plain, denoise)], dim=1)
             logits = self.fa.logits(fa_input)
             fa = torch.sigmoid(logits)
         return {"wo_fa_map": wo_fa, "fa_map": fa, "fa_logits": logits}
+
+    @staticmethod
+    def level_distances(plain: list[torch.Tensor], denoise: list[torch.Tensor]) -> list[torch.Tensor]:
+        """1 - cos(P_l, D_l) per level, each (B, 1, h, w) in [0, 2] (no normalisation)."""
+        return [cosine_distance(p, d) for p, d in zip(plain, denoise)]
+
+    @torch.no_grad()
+    def set_level_stats(self, batches) -> torch.Tensor:
+        """Measure and store ``level_stats`` (levels, 2) = (mean, std) of each level's distance over every pixel
+        of ``batches`` (an iterable of SAM-normalised clean normal images (B, 3, S, S)); eval mode while
+        measuring, the previous mode restored. A std below 1e-6 is clamped there (a level that never differs)."""
+        if self.level_norm == "none":
+            raise ValueError("set_level_stats: this model has level_norm 'none'")
+        was_training = self.training
+        self.eval()
+        sums = torch.zeros(self.levels, dtype=torch.float64)
+        squares = torch.zeros(self.levels, dtype=torch.float64)
+        count = 0
+        for x in batches:
+            distances = self.level_distances(*self.streams(x.to(self.level_stats.device)))
+            for level, d in enumerate(distances):
+                sums[level] += d.double().sum().cpu()
+                squares[level] += (d.double() ** 2).sum().cpu()
+            count += distances[0].numel()
+        if count == 0:
+            raise ValueError("set_level_stats: no images")
+        mean = sums / count
+        std = (squares / count - mean ** 2).clamp_min(0).sqrt().clamp_min(1e-6)
+        self.level_stats.copy_(torch.stack([mean, std], dim=1).to(self.level_stats))
+        self.train(was_training)
+        return self.level_stats
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
         return self.maps(*self.streams(x))

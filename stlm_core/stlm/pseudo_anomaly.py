@@ -9,6 +9,9 @@ reproducible from its seed and resumable from the generator state stored in its 
   uniform angle in [-90, 90) degrees (``cv2.warpAffine``, zero fill), thresholded at 0.5 -> {0, 1} mask;
 - texture sources: :class:`DtdTextures` (``dtd/images/<class>/*.jpg``, bilinear-resized, no augmentation)
   or :class:`ProceduralTextures` (coloured Perlin noise, stripes or checkers) when DTD is absent;
+  :class:`TrainingPatches` (a rescaled, rotated or flipped crop of a normal training image: the anomaly is made
+  of the object's own material) and :class:`MixedTextures` (either, half of the time each), chosen by
+  :func:`anomaly_fill` from the config's ``anomaly_source``;
 - :func:`synthesize`: I_a = (1 - M) N + (1 - beta) M A + beta M N with beta ~ U[0, 0.8), cast to uint8,
   applied with probability ``aug_prob`` (else I_a = N, M = 0);
 - :func:`geometric_augment`: the per-category rotation of N before synthesis (none | slight = +-5 degrees |
@@ -145,6 +148,60 @@ def find_dtd(explicit: str | os.PathLike | None = None) -> Path | None:
 def texture_source(dtd: str | os.PathLike | None = None) -> TextureSource:
     path = find_dtd(dtd)
     return DtdTextures(path) if path is not None else ProceduralTextures()
+
+
+class TrainingPatches:
+    """In-distribution fill: a crop of a random normal training image (side U[1/4, 1) of the image, random
+    position), resized to the requested size, rotated by a multiple of 90 degrees and flipped at random. The
+    pseudo-anomaly is then the object's own material out of place (a displaced edge, a misplaced print, a
+    texture at the wrong scale), closer to real defects than a foreign texture. Hand-written: CutPaste-style
+    patch sampling is a few lines and no installed package offers it for a Perlin-mask blend."""
+
+    name = "training-patches"
+
+    def __init__(self, images: list[np.ndarray] | np.ndarray):
+        if len(images) == 0:
+            raise ValueError("TrainingPatches needs at least one training image")
+        self.images = images
+
+    def sample(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        image = self.images[int(rng.integers(0, len(self.images)))]
+        height, width = image.shape[:2]
+        side = max(8, int(min(height, width) * rng.uniform(0.25, 1.0)))
+        top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+        patch = cv2.resize(np.ascontiguousarray(image[top:top + side, left:left + side]), (size, size),
+                           interpolation=cv2.INTER_LINEAR)
+        patch = np.rot90(patch, int(rng.integers(0, 4)))
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        return np.ascontiguousarray(patch)
+
+
+class MixedTextures:
+    """Half of the pseudo-anomalies from ``foreign`` textures (DTD or procedural), half from ``patches``."""
+
+    def __init__(self, foreign: TextureSource, patches: TrainingPatches):
+        self.foreign, self.patches = foreign, patches
+        self.name = f"{foreign.name} + {patches.name}"
+
+    def sample(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        return (self.foreign if rng.random() < 0.5 else self.patches).sample(size, rng)
+
+
+ANOMALY_SOURCES = ("texture", "patches", "mixed")
+
+
+def anomaly_fill(source: str, textures: TextureSource, images: list[np.ndarray] | np.ndarray) -> TextureSource:
+    """What fills the Perlin masks: ``texture`` = ``textures`` (DTD or procedural, the paper's choice),
+    ``patches`` = :class:`TrainingPatches` of ``images`` (uint8 (H, W, 3) normal training images), ``mixed`` =
+    :class:`MixedTextures` of both."""
+    if source == "texture":
+        return textures
+    if source == "patches":
+        return TrainingPatches(images)
+    if source == "mixed":
+        return MixedTextures(textures, TrainingPatches(images))
+    raise ValueError(f"anomaly_source must be one of {', '.join(ANOMALY_SOURCES)}, got {source!r}")
 
 
 def geometric_augment(image: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:

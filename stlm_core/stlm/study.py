@@ -37,6 +37,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fa_lr_x0.1": {"lr_fa_res": 0.01, "lr_fa_head": 0.001},
     "batch_8": {"batch_size": 8},
     "size_320": {"image_size": 320, "eval_size": 256},
+    "fa_detach": {"fa_detach": True},
+    "no_fa_level_norm": {"use_fa": False, "level_norm": "normal_stats"},
+    "patch_anomalies": {"anomaly_source": "patches"},
+    "mixed_anomalies": {"anomaly_source": "mixed"},
+    "teacher_lite2": {"teacher": "efficientnet_lite2"},
 }
 
 # STLM-T5: the factor each ablation variant changes, and its setting (the reference is the profile as is).
@@ -58,28 +63,82 @@ ABLATION_FACTORS: dict[str, tuple[str, str]] = {
     "fa_lr_x0.1": ("FA learning rates", "a tenth of the official (SGD 0.01 / 0.001)"),
     "batch_8": ("batch size", "8 (official: 2), same number of steps"),
     "size_320": ("input resolution", "320 px (metrics still at 256 px)"),
+    "fa_detach": ("FA gradient", "the FA head learns on detached features (its losses never reach the streams)"),
+    "no_fa_level_norm": ("FA head and level norm", "off; the w/o-FA map with each level standardised on normal images"),
+    "patch_anomalies": ("pseudo-anomaly fill", "crops of the category's own training images"),
+    "mixed_anomalies": ("pseudo-anomaly fill", "half textures, half crops of training images"),
+    "teacher_lite2": ("teacher", "EfficientNet-Lite2 (Lite0's larger sibling)"),
 }
 
 
+def _level_distances(model, images: np.ndarray, batch_size: int = 8) -> list[np.ndarray]:
+    """Per level, 1 - cos(P_l, D_l) of every image: float64 (N, h, w) (eval mode, no normalisation)."""
+    import torch
+
+    from stlm_core.data.transforms import to_tensor
+
+    device = next(model.parameters()).device
+    levels: list[list[np.ndarray]] = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = torch.stack([to_tensor(im, "sam") for im in images[start:start + batch_size]]).to(device)
+            for level, d in enumerate(model.level_distances(*model.streams(x))):
+                if len(levels) <= level:
+                    levels.append([])
+                levels[level].append(d[:, 0].double().cpu().numpy())
+    return [np.concatenate(chunks) for chunks in levels]
+
+
+def standardised_wo_fa(model, config, images: np.ndarray, train_images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The w/o-FA map with per-level standardisation (``level_norm="normal_stats"``) of a model trained
+    without it, statistics from ``train_images``: (maps float32 (N, E, E) at ``config.eval_size``, image scores
+    (N,) = mean of the top-k pixels). For the learning study: one training run shows both maps."""
+    import torch
+
+    from stlm_core.stlm.model import image_scores, upsample
+
+    stats = [(d.mean(), max(d.std(), 1e-6)) for d in _level_distances(model, train_images)]
+    combined = sum((d - mean) / std for d, (mean, std) in zip(_level_distances(model, images), stats))
+    full = upsample(torch.from_numpy(combined[:, None]).float(), config.eval_size)
+    return full.numpy().astype(np.float32), image_scores(full, config.top_k).numpy()
+
+
 def evaluate_in_memory(model, config, data: DataSpec, images: np.ndarray, masks: np.ndarray,
-                       labels: np.ndarray) -> dict[str, dict]:
-    """Metrics of every map of ``model`` on preloaded test images (eval mode; restores nothing), plus two
+                       labels: np.ndarray, train_images: np.ndarray | None = None) -> dict[str, dict]:
+    """Metrics of every map of ``model`` on preloaded test images (eval mode; restores nothing), plus
     diagnostics per map: ``inside`` = mean map value on defective pixels, ``outside`` = on the other pixels of
-    the test images (they show whether a map loses its contrast or only its ranking)."""
+    the test images (they show whether a map loses its contrast or only its ranking), and ``image_auroc_max``
+    (image score = the map's maximum instead of the top-k mean).
+
+    With ``train_images`` (uint8 clean training images at the model's input size): a model with ``level_norm``
+    measures its per-level statistics on them first; a model without gets one more map, ``wo_fa_norm`` (the
+    w/o-FA map it would give with ``level_norm="normal_stats"``, see :func:`standardised_wo_fa`)."""
+    from sklearn.metrics import roc_auc_score
+
     from stlm_core.runs import RunMaps, score_maps
     from stlm_core.stlm.evaluation import infer
+    from stlm_core.stlm.training import calibrate_level_norm
 
+    device = next(model.parameters()).device
+    if train_images is not None:
+        calibrate_level_norm(model, train_images, device)
     model.eval()
-    maps, scores = infer(model, images, config, device=next(model.parameters()).device.type, progress=False)
+    maps, scores = infer(model, images, config, device=device.type, progress=False)
+    if train_images is not None and model.level_norm == "none" and model.levels > 1:
+        maps["wo_fa_norm"], scores["wo_fa_norm"] = standardised_wo_fa(model, config, images, train_images)
     n = len(labels)
     run_maps = RunMaps(primary="fa" if "fa" in maps else "wo_fa", maps=maps, scores=scores, labels=labels,
                        masks=masks, defects=np.array([""] * n), paths=np.array([""] * n))
     metrics = score_maps(run_maps)
     defective = np.asarray(masks, bool)
+    both_classes = len(set(np.asarray(labels).tolist())) == 2
     for name, values in maps.items():
         values = np.asarray(values, np.float64)
         metrics[name]["inside"] = float(values[defective].mean()) if defective.any() else None
         metrics[name]["outside"] = float(values[~defective].mean())
+        metrics[name]["image_auroc_max"] = (float(roc_auc_score(labels, values.reshape(n, -1).max(axis=1)))
+                                            if both_classes else None)
     return metrics
 
 
@@ -210,6 +269,7 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
     images, masks, labels = test["images"], test["masks"], test["labels"]
     next_step = [(rows[-1]["step"] // eval_every + 1) * eval_every if rows else eval_every]  # next multiple
     probes = pseudo_anomaly_probes(config, data, textures=textures)
+    train_images = data.load_images("train", config.image_size, progress=False)  # level statistics
 
     def save(complete: bool) -> None:
         atomic_write_json(curve_path, {"variant": variant, "eval_every": eval_every, "complete": complete,
@@ -219,7 +279,7 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
         step = end.step
         if step < next_step[0] and end.epoch < total_epochs:
             return
-        metrics = evaluate_in_memory(end.model, config, data, images, masks, labels)
+        metrics = evaluate_in_memory(end.model, config, data, images, masks, labels, train_images)
         row = {"variant": variant, "dataset": data.dataset, "category": data.category, "seed": seed, "step": step,
                "train_s": end.train_s}
         for name, values in metrics.items():

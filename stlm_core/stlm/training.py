@@ -160,6 +160,17 @@ def training_step(model: STLM, teacher: torch.nn.Module, optimisers: dict[str, t
     return {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}}
 
 
+def calibrate_level_norm(model: STLM, images, device: str | torch.device = "cpu", batch_size: int = 8) -> None:
+    """Set the model's per-level distance statistics from clean normal images (uint8 (N, S, S, 3) at the model's
+    input size) when its config asks for ``level_norm``; a no-op otherwise."""
+    from stlm_core.data.transforms import to_tensor
+
+    if model.level_norm == "none":
+        return
+    model.set_level_stats(torch.stack([to_tensor(im, "sam") for im in images[i:i + batch_size]]).to(device)
+                          for i in range(0, len(images), batch_size))
+
+
 # ------------------------------------------------------------------------------------------------------ train
 
 
@@ -189,7 +200,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
 
     from stlm_core.data.transforms import to_tensor
     from stlm_core.stlm.build import build_for_training, weights_identities
-    from stlm_core.stlm.pseudo_anomaly import geometric_augment, synthesize, texture_source
+    from stlm_core.stlm.pseudo_anomaly import anomaly_fill, geometric_augment, synthesize, texture_source
 
     device = resolve_device(device)
     data.validate(("train", "test") if evaluate else ("train",), action=f"train STLM on {data.dataset}/{data.category}")
@@ -223,6 +234,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
         steps_per_epoch = n_train // config.batch_size  # drop_last, as the official loader
         epochs = math.ceil(config.train_steps / steps_per_epoch) if config.train_steps else config.epochs
         rotation = config.rotation_for(data.category)
+        fill = anomaly_fill(config.anomaly_source, textures, images)
 
         model, teacher = build_for_training(config, weights)
         model.to(device)
@@ -247,7 +259,7 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
             anomalous, normal, masks = [], [], []
             for i in index:
                 image = geometric_augment(images[i], rotation, rng)
-                aug, mask = synthesize(image, textures, rng, config.aug_prob, config.beta_max,
+                aug, mask = synthesize(image, fill, rng, config.aug_prob, config.beta_max,
                                        config.perlin_max_exp, config.perlin_threshold)
                 anomalous.append(to_tensor(aug, "sam"))
                 normal.append(to_tensor(image, "sam"))
@@ -277,6 +289,9 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
                 bar.set_postfix(loss=f"{line['loss']:.4f}")
             with open(log_path, "a", encoding="utf-8") as handle:
                 handle.write("".join(line + "\n" for line in lines))
+            if epoch + 1 == epochs:  # statistics of the final model, saved with it
+                calibrate_level_norm(model, images, device)
+                model.train()
             elapsed += time.perf_counter() - t0
             save_checkpoint(ckpt_path, {
                 "record": record, "epoch": epoch + 1, "epochs": epochs, "step": step,

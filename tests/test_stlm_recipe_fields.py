@@ -1,0 +1,100 @@
+"""The recipe fields of the generalisation study: pseudo-anomaly fill, detached FA head, per-level normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stlm_core.data.spec import DataSpec
+from stlm_core.errors import ConfigError
+from stlm_core.runs import read_run
+from stlm_core.stlm.build import build_for_training
+from stlm_core.stlm.config import StlmConfig
+from stlm_core.stlm.evaluation import load_model
+from stlm_core.stlm.pseudo_anomaly import (MixedTextures, ProceduralTextures, TrainingPatches, anomaly_fill,
+                                           synthesize)
+from stlm_core.stlm.training import step_losses, train
+
+
+def tiny_config(**overrides):
+    values = dict(image_size=64, eval_size=64, epochs=2, batch_size=2, top_k=10, wo_fa_combine="sum")
+    values.update(overrides)
+    return StlmConfig.from_profile("smoke", **values)
+
+
+def _images(n=3, size=64, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def test_training_patches_come_from_the_training_images_and_repeat_with_the_seed():
+    flat = [np.full((64, 64, 3), value, np.uint8) for value in (10, 200)]
+    patches = TrainingPatches(flat)
+    samples = [patches.sample(32, np.random.default_rng(s)) for s in range(20)]
+    assert all(p.shape == (32, 32, 3) and p.dtype == np.uint8 for p in samples)
+    assert {int(p[0, 0, 0]) for p in samples} == {10, 200}  # every pixel from one of the training images
+    again = TrainingPatches(flat).sample(32, np.random.default_rng(3))
+    assert np.array_equal(again, samples[3])
+
+
+def test_anomaly_fill_names_the_three_sources():
+    textures, images = ProceduralTextures(), _images()
+    assert anomaly_fill("texture", textures, images) is textures
+    assert isinstance(anomaly_fill("patches", textures, images), TrainingPatches)
+    mixed = anomaly_fill("mixed", textures, images)
+    assert isinstance(mixed, MixedTextures) and "procedural" in mixed.name
+    with pytest.raises(ValueError, match="anomaly_source"):
+        anomaly_fill("dtd", textures, images)
+    with pytest.raises(ConfigError, match="anomaly_source"):
+        tiny_config(anomaly_source="dtd")
+
+
+def test_patch_anomalies_change_the_image_only_inside_the_mask():
+    images = _images(4, seed=1)
+    image, mask = synthesize(images[0], TrainingPatches(images[1:]), np.random.default_rng(5), aug_prob=1.0)
+    changed = np.any(image != images[0], axis=-1)
+    assert mask.any() and not changed[mask == 0].any()
+
+
+def test_level_norm_needs_a_sum_and_standardises_every_level_on_the_calibration_images():
+    with pytest.raises(ConfigError, match="sum"):
+        tiny_config(level_norm="normal_stats", wo_fa_combine="product")
+    config = tiny_config(level_norm="normal_stats")
+    model, _ = build_for_training(config, {})
+    for p in model.denoise.parameters():  # make the streams differ
+        p.data.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(4, 3, 64, 64)
+    stats = model.set_level_stats([x[:2], x[2:]])
+    assert stats.shape == (config.n_levels, 2) and (stats[:, 1] > 0).all()
+    model.eval()
+    with torch.no_grad():
+        distances = model.level_distances(*model.streams(x))
+        wo_fa = model(x)["wo_fa_map"]
+    standardised = [(d - m) / s for d, (m, s) in zip(distances, stats)]
+    for level in standardised:  # mean 0, std 1 on the images the statistics came from
+        assert abs(float(level.mean())) < 1e-4 and abs(float(level.std(unbiased=False)) - 1) < 1e-3
+    assert torch.allclose(wo_fa, sum(standardised), atol=1e-5)
+
+
+def test_fa_detach_keeps_the_fa_losses_out_of_the_streams():
+    x_a, x_n = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    mask = (torch.rand(2, 1, 64, 64) > 0.7).float()
+    for detach, reaches in ((True, False), (False, True)):
+        model, teacher = build_for_training(tiny_config(fa_detach=detach), {})
+        model.train()
+        parts = step_losses(model, teacher, x_a, x_n, mask)
+        (parts["focal"] + parts["l1"]).backward()
+        streams = [p.grad for p in model.denoise.parameters() if p.requires_grad]
+        head = [p.grad for p in model.fa.parameters()]
+        assert all(g is not None for g in head)
+        assert any(g is not None and bool(g.abs().sum() > 0) for g in streams) is reaches
+
+
+def test_a_level_norm_run_saves_its_statistics_and_evaluates_with_them(tmp_path, mvtec_tree):
+    root = mvtec_tree(category="widget", n_train=4, n_good=2, defects={"scratch": 2}, size=48)
+    config = tiny_config(level_norm="normal_stats", anomaly_source="mixed", fa_detach=True)
+    run_dir = train(config, DataSpec("mvtec", root, "widget"), run_dir=tmp_path / "run", progress=False)
+    model, loaded, _ = load_model(run_dir)
+    assert loaded.level_norm == "normal_stats"
+    assert not torch.equal(model.level_stats, torch.tensor([[0.0, 1.0]] * config.n_levels))  # measured, not init
+    assert read_run(run_dir)["metrics"]["pixel_auroc"] is not None
