@@ -113,6 +113,30 @@ def describe_learning(curves):
     return Markdown(" ".join(lines))
 
 
+MAP_NAMES = {"fa": "FA map", "wo_fa": "w/o-FA map", "wo_fa_norm": "standardised w/o-FA map"}
+
+
+def describe_robustness(table, reference: str = "cpu") -> list[str]:
+    """Sentences from :func:`stlm_core.stlm.study.robustness_table`: the recipe (variant, map) with the best worst
+    category, and where the reference profile's reported map stands by the same rule."""
+    if table is None or len(table) == 0:
+        return []
+    top = table.iloc[0]
+    n = int(top["categories"])
+    lines = [f"Judged by its worst category (of {n}), the best recipe here is **{top['variant']}** with its "
+             f"{MAP_NAMES.get(top['map'], top['map'])}: pixel AUROC {100 * top['worst']:.1f} % on "
+             f"{top['worst_category']} (mean {100 * top['mean']:.1f} %, spread {100 * top['spread']:.1f} points)."]
+    reference_rows = table[table["variant"] == reference]
+    if len(reference_rows) and not (top["variant"] == reference):
+        reported = reference_rows[reference_rows["map"] == "fa"]
+        row = (reported if len(reported) else reference_rows).iloc[0]
+        lines.append(f"The {reference} profile's {MAP_NAMES.get(row['map'], row['map'])} reaches "
+                     f"{100 * row['worst']:.1f} % on its worst category ({row['worst_category']}).")
+    if n < 3:
+        lines.append("With fewer than three categories the worst case says little about categories not measured.")
+    return lines
+
+
 def contrast_sentences(curves, map_name: str = "wo_fa") -> list[str]:
     """Per variant whose ``map_name`` pixel AUROC fell from its best evaluation to the last one: how the map's mean
     value on defective pixels and on the other pixels moved in between (the learning-study rows' ``inside`` /

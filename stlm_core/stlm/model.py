@@ -97,9 +97,17 @@ class STLM(nn.Module):
             groups["fa_head"] = list(self.fa.head.parameters())
         return groups
 
-    def streams(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(plain features P, denoising features D), each a list over levels."""
-        plain = self._levels(self.plain, x) if self.plain is not None else self.plain_teacher(x)[:self.levels]
+    def streams(self, x: torch.Tensor, teacher_features: list[torch.Tensor] | None = None
+                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(plain features P, denoising features D), each a list over levels. ``teacher_features``: the frozen
+        teacher's features of ``x`` when the caller has them already (training computes them for the targets);
+        used only where the teacher is the plain stream, so it does not run twice."""
+        if self.plain is not None:
+            plain = self._levels(self.plain, x)
+        elif teacher_features is not None:
+            plain = list(teacher_features)[:self.levels]
+        else:
+            plain = self.plain_teacher(x)[:self.levels]
         return plain, self._levels(self.denoise, x)
 
     def maps(self, plain: list[torch.Tensor], denoise: list[torch.Tensor]) -> dict[str, torch.Tensor | None]:

@@ -328,3 +328,40 @@ def ablation_table(curves, reference: str = "cpu"):
     base = table.loc[reference, "pixel_auroc"] if reference in table.index else float("nan")
     table["delta_auroc"] = table["pixel_auroc"] - base
     return table
+
+
+# Maps a learning-study row can hold, in the order a recipe would report them.
+STUDY_MAPS = ("fa", "wo_fa", "wo_fa_norm")
+
+
+def robustness_table(curves, metric: str = "pixel_auroc"):
+    """Every (variant, map) recipe of a learning study judged by its **worst** category: from the final evaluation
+    of each (variant, category) (seed 0 where several), per recipe the ``metric`` on each category, the worst
+    value, the category it comes from, the mean and the spread (best - worst), plus the worst AUPRO and image
+    AUROC. ``map``: ``fa``, ``wo_fa`` or ``wo_fa_norm`` (the w/o-FA map with per-level standardisation, measured
+    on the same model). Sorted by the worst ``metric``, best first. A ``pandas.DataFrame`` with columns ``variant,
+    map, categories, worst, worst_category, mean, spread, worst_aupro, worst_image_auroc`` and one column per
+    category (fractions in [0, 1])."""
+    import pandas as pd
+
+    frame = curves.assign(seed=curves["seed"].fillna(0) if "seed" in curves else 0)
+    frame = frame[frame["seed"] == frame["seed"].min()]
+    final = frame.sort_values("step").groupby(["variant", "category"]).tail(1)
+    rows = []
+    for variant, group in final.groupby("variant", sort=False):
+        for name in STUDY_MAPS:
+            column = f"{name}.{metric}"
+            if column not in group or group[column].isna().all():
+                continue
+            values = group.set_index("category")[column].dropna()
+            aupro = group[f"{name}.pixel_aupro"] if f"{name}.pixel_aupro" in group else pd.Series(dtype=float)
+            image = group[f"{name}.image_auroc"] if f"{name}.image_auroc" in group else pd.Series(dtype=float)
+            rows.append({"variant": variant, "map": name, "categories": len(values), "worst": values.min(),
+                         "worst_category": values.idxmin(), "mean": values.mean(),
+                         "spread": values.max() - values.min(), "worst_aupro": aupro.min(),
+                         "worst_image_auroc": image.min(), **values.to_dict()})
+    columns = ["variant", "map", "categories", "worst", "worst_category", "mean", "spread", "worst_aupro",
+               "worst_image_auroc"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    return pd.DataFrame(rows).sort_values(["worst", "mean"], ascending=False).reset_index(drop=True)

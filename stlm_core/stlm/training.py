@@ -127,10 +127,12 @@ def step_losses(model: STLM, teacher: torch.nn.Module, x_a: torch.Tensor, x_n: t
     student), ``focal`` and ``l1`` (when the FA head is on); their sum is the training loss.
 
     ``x_a``, ``x_n``: SAM-normalised pseudo-anomalous and clean images (B, 3, S, S); ``mask``: the pseudo-anomaly
-    mask (B, 1, S, S) in {0, 1}. The teacher runs once on both images (one batched, gradient-free forward).
+    mask (B, 1, S, S) in {0, 1}. The teacher runs once on both images (one batched, gradient-free forward); where
+    it stands in for the plain stream, its features of ``x_a`` are that stream's output.
     """
     target_a, target_n = _split(teacher(torch.cat([x_a, x_n]))[:model.levels], len(x_a))
-    plain, denoise = model.streams(x_a)
+    # where the frozen teacher is the plain stream, P(I_a) is T(I_a), computed just above
+    plain, denoise = model.streams(x_a, target_a if model.plain_teacher is teacher else None)
     parts = {"denoise": cosine_loss(denoise, target_n)}
     if model.plain is not None:
         parts["plain"] = cosine_loss(plain, target_a)
