@@ -137,6 +137,21 @@ def describe_robustness(table, reference: str = "cpu") -> list[str]:
     return lines
 
 
+def robustness_views(table):
+    """(summary, per category) display frames of a robustness table, values in % rounded to 0.1: the summary has
+    one row per recipe (variant, map) and the judging columns; the second its pixel AUROC per category."""
+    summary_columns = {"worst": "worst pixel AUROC", "worst_category": "worst category", "mean": "mean",
+                       "spread": "spread", "worst_aupro": "worst AUPRO", "worst_image_auroc": "worst image AUROC"}
+    fixed = {"variant", "map", "categories", *summary_columns}
+    index = table["variant"] + " / " + table["map"].map(lambda m: MAP_NAMES.get(m, m).replace(" map", ""))
+    summary = table[list(summary_columns)].rename(columns=summary_columns).set_axis(index)
+    for column in summary:
+        if column != "worst category":
+            summary[column] = (100 * summary[column].astype(float)).round(1)
+    per_category = (100 * table[[c for c in table if c not in fixed]].astype(float)).round(1).set_axis(index)
+    return summary.rename_axis("recipe"), per_category.rename_axis("recipe")
+
+
 def contrast_sentences(curves, map_name: str = "wo_fa") -> list[str]:
     """Per variant whose ``map_name`` pixel AUROC fell from its best evaluation to the last one: how the map's mean
     value on defective pixels and on the other pixels moved in between (the learning-study rows' ``inside`` /

@@ -113,6 +113,18 @@ def register(subparsers) -> None:
                           help="retrain from step 0 even if a finished or interrupted curve exists")
     learning.set_defaults(func=_bench_learning)
 
+    record = targets.add_parser(
+        "record-study", help="turn learning-study rows (JSON lines of 'bench learning --out') into a recorded study",
+        description="Read the JSON-lines files written by 'stlm bench learning --out' (several categories and "
+                    "variants), keep each (variant, dataset, category, seed, step) once, and write them with their "
+                    "provenance (date, stlm_core commit, torch version, threads, this machine's matmul GFLOPS, "
+                    "your --note) to --out as one JSON file. The learning-study chapter shows the recorded study "
+                    "shipped with the package and its robustness table (every recipe judged by its worst category).")
+    record.add_argument("rows", nargs="+", help="JSON-lines files of learning-study rows")
+    record.add_argument("--out", required=True, help="JSON file to write")
+    record.add_argument("--note", default="", help="what the rows were measured on and how (shown with them)")
+    record.set_defaults(func=_bench_record_study)
+
 
 # ---- handlers ---------------------------------------------------------------------------------------------------
 
@@ -179,6 +191,37 @@ def _bench_learning(args) -> int:
         if args.out:
             with open(args.out, "a", encoding="utf-8") as handle:
                 handle.writelines(json.dumps(row) + "\n" for row in rows)
+    return 0
+
+
+def _bench_record_study(args) -> int:
+    import datetime
+    import subprocess
+    from pathlib import Path
+
+    import torch
+
+    from stlm_core.bench import matmul_gflops
+    from stlm_core.stlm.study import record_study
+
+    rows = []
+    for name in args.rows:
+        path = Path(name)
+        if not path.is_file():
+            raise StlmError(f"{path} does not exist; pass the --out file of 'stlm bench learning'.")
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise StlmError(f"{path}, line {number} is not JSON ({error.msg}); pass the --out file of "
+                                    "'stlm bench learning'.") from None
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    out = record_study(rows, args.out, date=datetime.date.today().isoformat(), stlm_core_commit=commit,
+                       torch=torch.__version__, threads=torch.get_num_threads(),
+                       gflops=round(matmul_gflops()["gflops"], 1), note=args.note)
+    print(f"recorded {len(rows)} rows to {out}")
     return 0
 
 

@@ -365,3 +365,35 @@ def robustness_table(curves, metric: str = "pixel_auroc"):
     if not rows:
         return pd.DataFrame(columns=columns)
     return pd.DataFrame(rows).sort_values(["worst", "mean"], ascending=False).reset_index(drop=True)
+
+
+RECORDED_STUDY = Path(__file__).with_name("recipe_study.json")
+
+
+def record_study(rows: list[dict], path: str | Path, **provenance: Any) -> Path:
+    """Write learning-study rows (e.g. the JSON lines of ``stlm bench learning --out``) with their provenance
+    to ``path`` as one JSON file; a row repeated (same variant, dataset, category, seed, step) is kept once (the
+    last one)."""
+    from stlm_core.fileio import atomic_write_json
+
+    unique: dict[tuple, dict] = {}
+    for row in rows:
+        unique[(row["variant"], row.get("dataset"), row["category"], row.get("seed", 0), row["step"])] = row
+    return atomic_write_json(Path(path), {"provenance": provenance, "rows": list(unique.values())})
+
+
+def load_recorded_study(path: str | Path | None = None):
+    """(rows as a ``pandas.DataFrame``, provenance dict) of a recorded study (default: the one recorded with this
+    package by its developers; its provenance says on which data, commit and machine)."""
+    import pandas as pd
+
+    from stlm_core.fileio import read_json
+
+    path = Path(path) if path is not None else RECORDED_STUDY
+    if not path.is_file():
+        from stlm_core.errors import StlmError
+
+        raise StlmError(f"no recorded learning study at {path}; record one with 'stlm bench record-study ROWS.jsonl "
+                        f"--out {path}'.")
+    record = read_json(path)
+    return pd.DataFrame(record["rows"]), dict(record["provenance"])
