@@ -238,3 +238,33 @@ def test_every_page_of_the_built_book_in_headless_chromium(smoke_book: BuiltBook
             if state["tracebacks"] or errors:
                 problems.append(f"{name}: error output {errors}")
     assert not problems, "\n".join(problems)
+
+
+def _report_cells():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("report_cells", REPO / "book" / "report_cells.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_injected_parameters_merge_into_the_settings_cell_once():
+    report_cells = _report_cells()
+    defaults = ('dataset = "synthetic"   # mvtec | visa\nvariants = ["cpu",\n            "no_fa"]  # variant names\n'
+                'steps = None            # default schedule\nforce = False\n')
+    injected = '# Parameters\ndataset = "visa"\nsteps = 60\nruns_dir = "/runs"\n'
+    merged = report_cells.merge_parameters(defaults, injected)
+    assert merged.splitlines() == ['dataset = "visa"  # mvtec | visa', 'variants = ["cpu",', '            "no_fa"]  # variant names',
+                                   'steps = 60  # default schedule', 'force = False', 'runs_dir = "/runs"']
+    notebook = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": defaults},
+        {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": injected},
+        {"cell_type": "code", "metadata": {}, "source": "load_runs(...)"},
+        {"cell_type": "markdown", "metadata": {}, "source": "text"}]}
+    cells = report_cells.fold_code(notebook)["cells"]
+    assert cells[0]["source"].startswith(report_cells.SETTINGS_HEADER) and "steps = 60" in cells[0]["source"]
+    assert cells[0]["metadata"]["tags"] == ["parameters"]  # the one visible code cell
+    assert "remove-cell" in cells[1]["metadata"]["tags"]
+    assert cells[2]["metadata"]["tags"] == ["hide-input"]
+    assert cells[3]["metadata"] == {}
