@@ -84,3 +84,22 @@ def fold_code(notebook: dict) -> dict:
         if cell["cell_type"] == "code" and not any(t in _tags(cell) for t in KEEP_TAGS):
             _tags(cell).append("hide-input")
     return notebook
+
+
+def suffix_figure_names(notebook: dict, suffix: str) -> dict:
+    """Give every named figure of a per-dataset chapter copy (``mystnb.figure.name`` in a cell's metadata) the
+    suffix ``-<suffix>`` and rewrite the notebook's ``{numref}`` references to match, so that copies of one chapter
+    for several datasets never define the same label twice (Sphinx labels are global to the book)."""
+    import re
+
+    renamed = {}
+    for cell in notebook["cells"]:
+        figure = cell.get("metadata", {}).get("mystnb", {}).get("figure", {})
+        if figure.get("name"):
+            renamed[figure["name"]] = figure["name"] = f"{figure['name']}-{suffix}"
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "markdown" and renamed:
+            source = "".join(cell["source"])
+            cell["source"] = re.sub(r"\{numref\}`([^`<]+)`",
+                                    lambda m: "{numref}`" + renamed.get(m.group(1), m.group(1)) + "`", source)
+    return notebook

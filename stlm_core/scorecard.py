@@ -574,3 +574,137 @@ def describe_scorecard(card):
                  "parameter counts can only be checked against the architecture, since which parts the authors "
                  "counted is not stated.")
     return Markdown(" ".join(parts))
+
+
+# ---------------------------------------------------------------------------------------------- verdicts
+
+# The short verdict labels used on every page, per scorecard status, and their colours (background, text).
+VERDICTS: dict[str, str] = {
+    REPRODUCED: "reproduced",
+    DIFFERS: "not reproduced",
+    STRUCTURAL: "structure verified",
+    NEEDS_OFFICIAL: "not testable here: needs official weights",
+    NEEDS_GPU: "not testable here: needs a GPU",
+    SYNTHETIC_ONLY: "synthetic data only",
+    RANDOM_ONLY: "random weights only",
+    UNKNOWN: "paper value unknown",
+    NOT_MEASURED: "not measured",
+    NOT_CHECKED: "not checked",
+}
+VERDICT_COLOURS: dict[str, tuple[str, str]] = {
+    "reproduced": ("#d4edda", "#155724"),
+    "not reproduced": ("#f8d7da", "#721c24"),
+    "partly reproduced": ("#fff3cd", "#856404"),
+    "structure verified": ("#d1ecf1", "#0c5460"),
+    "shown (figure)": ("#d1ecf1", "#0c5460"),
+}
+DEFAULT_COLOUR = ("#e2e3e5", "#383d41")
+# Which label an item with several claims gets: the first of this order that occurs (reproduced only when all are).
+VERDICT_ORDER = ("not reproduced", "not testable here: needs official weights", "not testable here: needs a GPU",
+                 "random weights only", "synthetic data only", "structure verified", "not measured", "not checked",
+                 "paper value unknown", "reproduced")
+
+# Every item of the two papers, the chapter (notebook stem) that shows it and what it is.
+ITEMS: dict[str, tuple[str, str]] = {
+    "STLM-T1": ("stlm_main_results", "MVTec AD results"),
+    "STLM-T2": ("efficiency", "parameters and inference time"),
+    "STLM-T3": ("stlm_main_results", "VisA results"),
+    "STLM-T4": ("stlm_main_results", "DAGM results"),
+    "STLM-T5": ("stlm_learning_study", "ablations"),
+    "STLM-F1": ("efficiency", "speed against pixel AUROC"),
+    "STLM-F3": ("datasets_overview", "dataset examples (MVTec AD, VisA, DAGM, LOCO)"),
+    "STLM-F4": ("stlm_main_results", "anomaly maps with and without FA"),
+    "STLM-F5": ("stlm_main_results", "anomaly maps on VisA and DAGM"),
+    "CS-T1": ("clipsam_zero_shot", "zero-shot segmentation comparison"),
+    "CS-T2": ("clipsam_ablations", "PPG and CPS ablations"),
+    "CS-T3": ("clipsam_ablations", "timing of the cascaded stage"),
+    "CS-F3": ("clipsam_zero_shot", "PPG point prompts"),
+    "CS-F4": ("clipsam_zero_shot", "CPS stages"),
+    "CS-F5": ("clipsam_zero_shot", "anomaly maps"),
+}
+
+
+def verdict_label(status: str) -> str:
+    """The short verdict label of a scorecard status text."""
+    return VERDICTS.get(status_kind(status), status_kind(status))
+
+
+def item_verdicts(card, items: Mapping[str, tuple[str, str]] | None = None):
+    """One row per paper item (``STLM-T1`` ... ``CS-F5``): ``item, what, verdict, why, chapter``. ``verdict`` is
+    ``reproduced`` when every claim of the item is, ``partly reproduced`` when some are and none differs, else the
+    first label of :data:`VERDICT_ORDER` among its claims; an item with no claim row is ``shown (figure)`` for a
+    figure and ``paper value unknown`` for a table. ``why`` counts the item's claims per label. Generated from the scorecard rows only."""
+    import pandas as pd
+
+    items = dict(ITEMS if items is None else items)
+    for item in card["item"]:
+        items.setdefault(item, ("scorecard", ""))
+    rows = []
+    for item, (chapter, what) in items.items():
+        claims = card[card["item"] == item]
+        labels = claims["status"].map(verdict_label)
+        if not len(claims) and "-F" in item:
+            verdict, why = "shown (figure)", "a qualitative figure: no number to compare; see its chapter"
+        elif not len(claims):
+            verdict, why = "paper value unknown", "the paper's values are unknown to this project; the chapter shows this study's own numbers"
+        else:
+            counts = labels.value_counts()
+            if set(counts.index) == {"reproduced"}:
+                verdict = "reproduced"
+            elif "reproduced" in counts.index and "not reproduced" not in counts.index:
+                verdict = "partly reproduced"
+            else:
+                verdict = next(v for v in VERDICT_ORDER if v in counts.index) if any(
+                    v in counts.index for v in VERDICT_ORDER) else counts.index[0]
+            why = (f"{len(claims)} claim{'s' if len(claims) > 1 else ''}: "
+                   + "; ".join(f"{n} {label}" for label, n in counts.items()))
+        rows.append({"item": item, "what": what, "verdict": verdict, "why": why, "chapter": chapter})
+    return pd.DataFrame(rows, columns=["item", "what", "verdict", "why", "chapter"])
+
+
+def verdict_badge(label: str) -> str:
+    """HTML of a short coloured verdict label."""
+    import html
+
+    background, colour = VERDICT_COLOURS.get(label, DEFAULT_COLOUR)
+    return (f'<span class="stlm-verdict" style="background:{background};color:{colour};padding:0 0.4em;'
+            f'border-radius:0.3em;white-space:normal">{html.escape(label)}</span>')
+
+
+def verdict_table_html(verdicts, pages: Mapping[str, list[str]] | None = None) -> str:
+    """The verdict page's table as HTML: item (linked to its chapter's page(s) when ``pages`` maps a chapter stem
+    to page names), what, the coloured verdict and why. Narrow: four columns that wrap."""
+    import html
+
+    pages = dict(pages or {})
+    body = []
+    for _, row in verdicts.iterrows():
+        targets = pages.get(row["chapter"], [])
+        item = html.escape(row["item"])
+        if targets:
+            item = " ".join(f'<a href="{html.escape(t)}.html">{item if i == 0 else f"[{i + 1}]"}</a>'
+                            for i, t in enumerate(targets))
+        body.append(f"<tr><td style=\"white-space:nowrap\">{item}</td><td>{html.escape(row['what'])}</td>"
+                    f"<td>{verdict_badge(row['verdict'])}</td><td>{html.escape(row['why'])}</td></tr>")
+    return ('<table class="stlm-verdicts" style="font-size:0.85em;table-layout:auto;width:100%">'
+            "<thead><tr><th>item</th><th>what</th><th>verdict</th><th>why</th></tr></thead><tbody>"
+            + "".join(body) + "</tbody></table>")
+
+
+def describe_verdicts(verdicts, card):
+    """Generated sentences for the verdict page: how many items get which verdict, and what the page cannot show."""
+    from IPython.display import Markdown
+
+    counts = verdicts["verdict"].value_counts()
+    parts = [f"Of the **{len(verdicts)} items** of the two papers: "
+             + "; ".join(f"{label}: {n}" for label, n in counts.items()) + "."]
+    if not counts.get("reproduced") and not counts.get("not reproduced") and not counts.get("partly reproduced"):
+        parts.append("No item could be compared with the papers' numbers in this build: that needs runs at the paper "
+                     "profile with the official SAM, MobileSAM and CLIP weights on the real datasets (a GPU in "
+                     "practice); rerun the book with `--profile paper` and the datasets to fill them.")
+    if card.attrs.get("synthetic") or card.attrs.get("random_init"):
+        parts.append("This build's own numbers come from synthetic data or random weights for some items; they show "
+                     "that the pipeline runs and learns, not the papers' results.")
+    parts.append("A verdict is only as good as the paper values known to this project: items whose values are "
+                 "unknown stay unknown rather than guessed.")
+    return Markdown(" ".join(parts))

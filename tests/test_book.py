@@ -129,19 +129,20 @@ Promise.all(images.map(settled)).then(() => done(images.map(i => ({src: i.curren
 def expected_banners(chapters: list[dict], datasets: list[str]) -> dict[str, bool]:
     """Page (relative to the HTML root) -> whether its numbers come from synthetic data or random weights.
 
-    Per-dataset chapters: on the synthetic dataset. Efficiency: always (randomly initialised models). The scorecard:
-    when a chapter whose runs it reads ran on synthetic data. Method chapters and the intro: never.
+    Per-dataset chapters: on the synthetic dataset. Efficiency: always (randomly initialised models). The scorecard
+    and the verdict page (made from its rows): when a chapter whose runs it reads ran on synthetic data. Method
+    chapters, the intro and the references: never.
     """
     per_dataset = {Path(c["notebook"]).stem for c in chapters if c.get("per_dataset")}
     scorecard_synthetic = "synthetic" in datasets and bool(per_dataset & RUN_CHAPTERS)
-    pages = {"intro.html": False}
+    pages = {"intro.html": False, "references.html": False}
     for chapter in chapters:
         stem = Path(chapter["notebook"]).stem
         if chapter.get("per_dataset"):
             pages.update({f"generated/{stem}_{name}.html": name == "synthetic" for name in datasets})
         else:
             pages[f"generated/{stem}.html"] = stem in RANDOM_WEIGHT_CHAPTERS or (
-                stem == "scorecard" and scorecard_synthetic)
+                stem in ("scorecard", "verdict") and scorecard_synthetic)
     return pages
 
 
@@ -268,3 +269,75 @@ def test_injected_parameters_merge_into_the_settings_cell_once():
     assert "remove-cell" in cells[1]["metadata"]["tags"]
     assert cells[2]["metadata"]["tags"] == ["hide-input"]
     assert cells[3]["metadata"] == {}
+
+
+LAYOUT_SCRIPT = """
+const article = document.querySelector('article.bd-article') || document.querySelector('main');
+const column = article.clientWidth;
+const visible = e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+const wide = [];
+for (const e of article.querySelectorAll('*')) {
+    if (!visible(e) || e.closest('mjx-container, .MathJax')) continue;
+    const width = e.getBoundingClientRect().width;
+    if (width > column + 1 || e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible') {
+        wide.push(`${e.tagName.toLowerCase()}.${e.className}`.slice(0, 80) + ` ${Math.round(Math.max(width, e.scrollWidth))}px`);
+    }
+}
+const openCode = Array.from(article.querySelectorAll('.cell .cell_input'))
+    .filter(e => visible(e) && !e.closest('.tag_parameters')).length;
+const images = Array.from(article.querySelectorAll('.cell_output img'));
+const uncaptioned = images.filter(i => !(i.closest('figure') && i.closest('figure').querySelector('figcaption'))).length;
+return {column: column, wide: wide.slice(0, 5), nWide: wide.length, openCode: openCode, images: images.length,
+        uncaptioned: uncaptioned, text: article.innerText};
+"""
+
+
+def layout_problems(command: Callable[..., Any], page: Path, name: str, width: int, shots: Path | None) -> list[str]:
+    """What a reader at ``width`` px would hit on ``page``: elements wider than the text column, code cells open
+    by default (the settings cell excepted), images without a figure caption."""
+    import base64
+
+    command("/window/rect", {"width": width, "height": 1000})
+    command("/url", {"url": page.as_uri()})
+    state = command("/execute/sync", {"script": LAYOUT_SCRIPT, "args": []})
+    if shots is not None:
+        shots.mkdir(parents=True, exist_ok=True)
+        (shots / f"{name.replace('/', '_')}-{width}.png").write_bytes(base64.b64decode(command("/screenshot", method="GET")))
+    problems = []
+    if state["nWide"]:
+        problems.append(f"{name} at {width}px: {state['nWide']} element(s) wider than the {state['column']}px column, "
+                        f"e.g. {state['wide']}")
+    if state["openCode"]:
+        problems.append(f"{name}: {state['openCode']} code cell(s) open by default")
+    if state["uncaptioned"]:
+        problems.append(f"{name}: {state['uncaptioned']} of {state['images']} figure(s) without a caption")
+    return problems
+
+
+def test_the_book_reads_as_a_report_at_1280_and_800_px(smoke_book: BuiltBook, tmp_path: Path):
+    """At 1280 px and 800 px no chapter has an element wider than its text column, no code cell open by default (the
+    one settings cell excepted), every figure has a caption, and the verdict page lists every item of the papers'
+    results registry. Screenshots of every chapter at both widths go to book/_build/screenshots/ (not in git)."""
+    import yaml
+
+    from stlm_core.paper_results import load_paper_results
+
+    chromium_path, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium_path and driver_path):
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium chromium-driver)")
+    smoke_book.check()
+    html = smoke_book.root / "book" / "_build" / "html"
+    chapters = yaml.safe_load((smoke_book.root / "book" / "chapters.yml").read_text())["chapters"]
+    names = [name for name in expected_banners(chapters, ["synthetic"]) if name.startswith("generated/")]
+    shots = REPO / "book" / "_build" / "screenshots"
+    problems = []
+    with chromium(chromium_path, driver_path, tmp_path / "chromium-profile") as command:
+        for name in names:
+            for width in (1280, 800):
+                problems += layout_problems(command, html / name, name, width, shots)
+        command("/url", {"url": (html / "generated" / "verdict.html").as_uri()})
+        text = command("/execute/sync", {"script": "return document.body.innerText;", "args": []})
+    items = sorted(set(load_paper_results()["table"]))
+    missing = [item for item in items if item not in text]
+    assert not missing, f"the verdict page lacks items {missing}"
+    assert not problems, "\n".join(problems)

@@ -123,6 +123,11 @@ def register(subparsers) -> None:
     record.add_argument("rows", nargs="+", help="JSON-lines files of learning-study rows")
     record.add_argument("--out", required=True, help="JSON file to write")
     record.add_argument("--note", default="", help="what the rows were measured on and how (shown with them)")
+    record.add_argument("--gflops", type=float, default=None,
+                        help="matmul GFLOPS of the machine the rows were trained on ('stlm bench machine' there, "
+                             "quiet); default: measured now on this machine")
+    record.add_argument("--threads", type=positive_int, default=None,
+                        help="torch threads the rows were trained with (default: this process's)")
     record.set_defaults(func=_bench_record_study)
 
 
@@ -219,8 +224,9 @@ def _bench_record_study(args) -> int:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parent).stdout.strip() or None
     out = record_study(rows, args.out, date=datetime.date.today().isoformat(), stlm_core_commit=commit,
-                       torch=torch.__version__, threads=torch.get_num_threads(),
-                       gflops=round(matmul_gflops()["gflops"], 1), note=args.note)
+                       torch=torch.__version__, threads=args.threads or torch.get_num_threads(),
+                       gflops=args.gflops if args.gflops is not None else round(matmul_gflops()["gflops"], 1),
+                       note=args.note)
     print(f"recorded {len(rows)} rows to {out}")
     return 0
 
