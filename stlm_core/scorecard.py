@@ -539,11 +539,27 @@ def scorecard_banner(card):
 
 
 def scorecard_table(card):
-    """The table for a page: no index, left-aligned, small type; ids and paper values do not wrap."""
-    return (card.style.hide(axis="index")
-            .set_properties(**{"text-align": "left", "vertical-align": "top"})
-            .set_properties(subset=["paper", "item", "paper value"], **{"white-space": "nowrap"})
-            .set_table_attributes('style="font-size: 0.8em"'))
+    """The scorecard for a page, narrow enough for the text column: item, claim, paper value, ours (with the
+    evidence, "produced by", folded under it) and the coloured verdict label (:func:`verdict_label`); the full
+    status text is the label's tooltip. Returns ``IPython.display.HTML``."""
+    import html
+
+    from IPython.display import HTML
+
+    body = []
+    for _, row in card.iterrows():
+        evidence = html.escape(str(row["produced by"]))
+        ours = html.escape(str(row["ours"]))
+        if evidence and evidence != "-":
+            ours += f"<details><summary>evidence</summary>{evidence}</details>"
+        badge = verdict_badge(verdict_label(row["status"])).replace(
+            "<span ", f'<span title="{html.escape(str(row["status"]))}" ', 1)
+        body.append(f"<tr><td style=\"white-space:nowrap\">{html.escape(row['item'])}</td>"
+                    f"<td>{html.escape(row['claim'])}</td><td>{html.escape(str(row['paper value']))}</td>"
+                    f"<td>{ours}</td><td>{badge}</td></tr>")
+    return HTML('<table class="stlm-scorecard" style="font-size:0.8em;width:100%">'
+                "<thead><tr><th>item</th><th>claim</th><th>paper</th><th>ours</th><th>verdict</th></tr></thead>"
+                "<tbody>" + "".join(body) + "</tbody></table>")
 
 
 def status_counts(card):

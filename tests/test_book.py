@@ -274,12 +274,15 @@ def test_injected_parameters_merge_into_the_settings_cell_once():
 LAYOUT_SCRIPT = """
 const article = document.querySelector('article.bd-article') || document.querySelector('main');
 const column = article.clientWidth;
-const visible = e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+const visible = e => e.getClientRects().length > 0 && !e.closest('details:not([open])')
+    && getComputedStyle(e).visibility !== 'hidden';
 const wide = [];
 for (const e of article.querySelectorAll('*')) {
-    if (!visible(e) || e.closest('mjx-container, .MathJax')) continue;
+    if (!visible(e) || e.closest('mjx-container, .MathJax, span.math')) continue;  // inline math: sub-pixel rounding
     const width = e.getBoundingClientRect().width;
-    if (width > column + 1 || e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible') {
+    const style = getComputedStyle(e);  // inline boxes have no clientWidth: only blocks can overflow inside
+    const overflows = style.display !== 'inline' && style.overflowX !== 'visible' && e.scrollWidth > e.clientWidth + 1;
+    if (width > column + 1 || overflows) {
         wide.push(`${e.tagName.toLowerCase()}.${e.className}`.slice(0, 80) + ` ${Math.round(Math.max(width, e.scrollWidth))}px`);
     }
 }

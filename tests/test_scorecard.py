@@ -206,3 +206,37 @@ def test_load_runs_names_the_fields_a_run_changed(tmp_path):
     variant = StlmConfig.from_profile("cpu", teacher_pretrained=False, use_fa=False).to_dict()
     assert changed_from_profile("stlm", variant) == ["teacher_pretrained", "use_fa"]
     assert changed_from_profile("unknown", {}) == ["?"]
+
+
+def _card(statuses: dict[str, list[str]]):
+    rows = [{"paper": "STLM", "item": item, "claim": f"claim {i}", "paper value": "1 %", "ours": "-",
+             "produced by": "-", "status": status} for item, values in statuses.items()
+            for i, status in enumerate(values)]
+    return pd.DataFrame(rows, columns=["paper", "item", "claim", "paper value", "ours", "produced by", "status"])
+
+
+def test_item_verdicts_aggregate_the_claims_of_each_item():
+    from stlm_core.scorecard import DIFFERS, item_verdicts
+
+    card = _card({"STLM-T1": [REPRODUCED, REPRODUCED], "STLM-T3": [REPRODUCED, UNKNOWN],
+                  "STLM-T4": [REPRODUCED, f"{DIFFERS} -2.1 points"], "CS-T1": [NEEDS_OFFICIAL, UNKNOWN]})
+    verdicts = item_verdicts(card).set_index("item")["verdict"]
+    assert verdicts["STLM-T1"] == "reproduced"
+    assert verdicts["STLM-T3"] == "partly reproduced"
+    assert verdicts["STLM-T4"] == "not reproduced"
+    assert verdicts["CS-T1"] == "not testable here: needs official weights"
+    assert verdicts["STLM-F4"] == "shown (figure)" and verdicts["STLM-T5"] == "paper value unknown"
+
+
+def test_the_verdict_table_lists_every_item_of_the_registry_with_its_label():
+    from stlm_core.scorecard import item_verdicts, scorecard_table, verdict_table_html
+
+    registry = load_paper_results()
+    card = scorecard(pd.DataFrame(), registry, measured={"median_ms": {}, "ratios": {}})
+    verdicts = item_verdicts(card)
+    page = verdict_table_html(verdicts, {"stlm_main_results": ["stlm_main_results_mvtec"]})
+    for item in set(registry["table"]):
+        assert f">{item}<" in page
+    assert 'href="stlm_main_results_mvtec.html"' in page and "stlm-verdict" in page
+    table = scorecard_table(card).data
+    assert table.count("<tr>") == len(card) + 1 and "<th>verdict</th>" in table
