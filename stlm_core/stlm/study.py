@@ -364,7 +364,9 @@ def robustness_table(curves, metric: str = "pixel_auroc"):
                "worst_image_auroc"]
     if not rows:
         return pd.DataFrame(columns=columns)
-    return pd.DataFrame(rows).sort_values(["worst", "mean"], ascending=False).reset_index(drop=True)
+    table = pd.DataFrame(rows)
+    categories = sorted(c for c in table.columns if c not in columns)
+    return table[columns + categories].sort_values(["worst", "mean"], ascending=False).reset_index(drop=True)
 
 
 RECORDED_STUDY = Path(__file__).with_name("recipe_study.json")
