@@ -128,6 +128,10 @@ def register(subparsers) -> None:
                              "quiet); default: measured now on this machine")
     record.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads the rows were trained with (default: this process's)")
+    record.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",
+                        help="record rows of variant OLD under the name NEW (repeatable), e.g. when the profile "
+                             "changed after they were measured and OLD's overrides now have another name; the "
+                             "mapping is kept in the provenance")
     record.set_defaults(func=_bench_record_study)
 
 
@@ -221,12 +225,19 @@ def _bench_record_study(args) -> int:
                 except json.JSONDecodeError as error:
                     raise StlmError(f"{path}, line {number} is not JSON ({error.msg}); pass the --out file of "
                                     "'stlm bench learning'.") from None
+    renames = {}
+    for item in args.rename:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise StlmError(f"--rename expects OLD=NEW, got {item!r}")
+        renames[old] = new
+    rows = [{**row, "variant": renames.get(row["variant"], row["variant"])} for row in rows]
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parent).stdout.strip() or None
     out = record_study(rows, args.out, date=datetime.date.today().isoformat(), stlm_core_commit=commit,
                        torch=torch.__version__, threads=args.threads or torch.get_num_threads(),
                        gflops=args.gflops if args.gflops is not None else round(matmul_gflops()["gflops"], 1),
-                       note=args.note)
+                       note=args.note, renamed=renames)
     print(f"recorded {len(rows)} rows to {out}")
     return 0
 

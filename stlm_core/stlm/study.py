@@ -19,9 +19,11 @@ from stlm_core.data.spec import DataSpec
 VARIANTS: dict[str, dict[str, Any]] = {
     "cpu": {},
     "paper_faithful": {"teacher": "efficientnet_lite0", "student": "tinyvit", "use_plain": True, "fa_prior": None,
-                       "wo_fa_combine": "product", "student_freeze_bn": False, "feature_stride": 16},
+                       "wo_fa_combine": "product", "student_freeze_bn": False, "feature_stride": 16,
+                       "anomaly_source": "texture"},
     "paper_faithful_sam_teacher": {"teacher": "reduced", "student": "tinyvit", "use_plain": True, "fa_prior": None,
-                                   "wo_fa_combine": "product", "student_freeze_bn": False, "feature_stride": 16},
+                                   "wo_fa_combine": "product", "student_freeze_bn": False, "feature_stride": 16,
+                                   "anomaly_source": "texture"},
     "stride_16": {"feature_stride": 16},
     "stride_8": {"feature_stride": 8},
     "random_teacher": {"teacher_pretrained": False},
@@ -40,8 +42,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fa_detach": {"fa_detach": True},
     "no_fa_level_norm": {"use_fa": False, "level_norm": "normal_stats"},
     "patch_anomalies": {"anomaly_source": "patches"},
+    "texture_anomalies": {"anomaly_source": "texture"},
     "mixed_anomalies": {"anomaly_source": "mixed"},
     "teacher_lite2": {"teacher": "efficientnet_lite2"},
+    "fa_detach_textures": {"fa_detach": True, "anomaly_source": "texture"},
 }
 
 # STLM-T5: the factor each ablation variant changes, and its setting (the reference is the profile as is).
@@ -54,7 +58,7 @@ ABLATION_FACTORS: dict[str, tuple[str, str]] = {
     "aug_prob_1": ("pseudo-anomaly probability", "1.0"),
     "aug_prob_0.25": ("pseudo-anomaly probability", "0.25"),
     "tinyvit_students": ("student init", "random TinyViT-5M students + shared decoder"),
-    "paper_faithful": ("all of the official recipe", "random TinyViT students, plain stream, default FA init"),
+    "paper_faithful": ("all of the official recipe", "random TinyViT students, plain stream, default FA init, textures"),
     "student_bn_train": ("student BatchNorm", "statistics updated at batch 2"),
     "no_fa_prior": ("FA head init", "default bias (no prior)"),
     "product_map": ("w/o-FA map", "product over levels"),
@@ -66,8 +70,10 @@ ABLATION_FACTORS: dict[str, tuple[str, str]] = {
     "fa_detach": ("FA gradient", "the FA head learns on detached features (its losses never reach the streams)"),
     "no_fa_level_norm": ("FA head and level norm", "off; the w/o-FA map with each level standardised on normal images"),
     "patch_anomalies": ("pseudo-anomaly fill", "crops of the category's own training images"),
+    "texture_anomalies": ("pseudo-anomaly fill", "DTD (or procedural) textures, the paper's choice"),
     "mixed_anomalies": ("pseudo-anomaly fill", "half textures, half crops of training images"),
     "teacher_lite2": ("teacher", "EfficientNet-Lite2 (Lite0's larger sibling)"),
+    "fa_detach_textures": ("FA gradient, with textures", "detached FA head, texture pseudo-anomalies"),
 }
 
 
@@ -346,7 +352,7 @@ def robustness_table(curves, metric: str = "pixel_auroc"):
 
     frame = curves.assign(seed=curves["seed"].fillna(0) if "seed" in curves else 0)
     frame = frame[frame["seed"] == frame["seed"].min()]
-    final = frame.sort_values("step").groupby(["variant", "category"]).tail(1)
+    final = frame.sort_values("step", kind="stable").groupby(["variant", "category"]).tail(1)
     rows = []
     for variant, group in final.groupby("variant", sort=False):
         for name in STUDY_MAPS:
