@@ -46,6 +46,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "mixed_anomalies": {"anomaly_source": "mixed"},
     "teacher_lite2": {"teacher": "efficientnet_lite2"},
     "fa_detach_textures": {"fa_detach": True, "anomaly_source": "texture"},
+    "patches_fa_lr_x0.1": {"anomaly_source": "patches", "lr_fa_res": 0.01, "lr_fa_head": 0.001},
 }
 
 # STLM-T5: the factor each ablation variant changes, and its setting (the reference is the profile as is).
@@ -71,9 +72,10 @@ ABLATION_FACTORS: dict[str, tuple[str, str]] = {
     "no_fa_level_norm": ("FA head and level norm", "off; the w/o-FA map with each level standardised on normal images"),
     "patch_anomalies": ("pseudo-anomaly fill", "crops of the category's own training images"),
     "texture_anomalies": ("pseudo-anomaly fill", "DTD (or procedural) textures, the paper's choice"),
-    "mixed_anomalies": ("pseudo-anomaly fill", "half textures, half crops of training images"),
+    "mixed_anomalies": ("pseudo-anomaly fill", "half textures, half crops of training images (the cpu profile)"),
     "teacher_lite2": ("teacher", "EfficientNet-Lite2 (Lite0's larger sibling)"),
     "fa_detach_textures": ("FA gradient, with textures", "detached FA head, texture pseudo-anomalies"),
+    "patches_fa_lr_x0.1": ("pseudo-anomaly fill and FA learning rates", "training-image crops, FA SGD at 0.01 / 0.001"),
 }
 
 
