@@ -117,21 +117,37 @@ MAP_NAMES = {"fa": "FA map", "wo_fa": "w/o-FA map", "wo_fa_norm": "standardised 
 
 
 def describe_robustness(table, reference: str = "cpu") -> list[str]:
-    """Sentences from :func:`stlm_core.stlm.study.robustness_table`: the recipe (variant, map) with the best worst
-    category, and where the reference profile's reported map stands by the same rule."""
+    """Sentences from :func:`stlm_core.stlm.study.robustness_table`: the recipe (variant, map) ranked first (every
+    category measured, the targets met, the best worst category), where the reference profile's reported map stands
+    by the same rule, and which recipes were measured on fewer categories."""
+    from stlm_core.stlm.study import TARGET_AUPRO, TARGET_PIXEL_AUROC
+
     if table is None or len(table) == 0:
         return []
     top = table.iloc[0]
     n = int(top["categories"])
+    targets = (f"pixel AUROC >= {100 * TARGET_PIXEL_AUROC:.0f} % and AUPRO >= {100 * TARGET_AUPRO:.0f} % on every "
+               "category")
     lines = [f"Judged by its worst category (of {n}), the best recipe here is **{top['variant']}** with its "
-             f"{MAP_NAMES.get(top['map'], top['map'])}: pixel AUROC {100 * top['worst']:.1f} % on "
-             f"{top['worst_category']} (mean {100 * top['mean']:.1f} %, spread {100 * top['spread']:.1f} points)."]
+             f"{MAP_NAMES.get(top['map'], top['map'])}: pixel AUROC {100 * top['worst']:.1f} % and AUPRO "
+             f"{100 * top['worst_aupro']:.1f} % at worst (pixel AUROC on {top['worst_category']}; mean "
+             f"{100 * top['mean']:.1f} %, spread {100 * top['spread']:.1f} points); it "
+             + ("meets" if top["meets_targets"] else "does not meet") + f" the targets ({targets})."]
     reference_rows = table[table["variant"] == reference]
-    if len(reference_rows) and not (top["variant"] == reference):
+    if len(reference_rows) and not (top["variant"] == reference and top["map"] == "fa"):
         reported = reference_rows[reference_rows["map"] == "fa"]
         row = (reported if len(reported) else reference_rows).iloc[0]
         lines.append(f"The {reference} profile's {MAP_NAMES.get(row['map'], row['map'])} reaches "
-                     f"{100 * row['worst']:.1f} % on its worst category ({row['worst_category']}).")
+                     f"{100 * row['worst']:.1f} % / {100 * row['worst_aupro']:.1f} % on its worst category.")
+    close = table[(table["categories"] == n) & ~table["meets_targets"] & (table["worst"] > top["worst"])]
+    if len(close):
+        lines.append(f"{len(close)} recipe(s) rank their worst pixel higher but miss the AUPRO target (worst "
+                     f"{100 * close['worst_aupro'].max():.1f} % at best): their maps find the defective pixels but "
+                     "cover the defect regions less well.")
+    partial = table[table["categories"] < n]
+    if len(partial):
+        lines.append(f"{partial['variant'].nunique()} variant(s) were measured on fewer categories and are listed "
+                     "last: " + ", ".join(sorted(partial["variant"].unique())) + ".")
     if n < 3:
         lines.append("With fewer than three categories the worst case says little about categories not measured.")
     return lines
@@ -141,12 +157,13 @@ def robustness_views(table):
     """(summary, per category) display frames of a robustness table, values in % rounded to 0.1: the summary has
     one row per recipe (variant, map) and the judging columns; the second its pixel AUROC per category."""
     summary_columns = {"worst": "worst pixel AUROC", "worst_category": "worst category", "mean": "mean",
-                       "spread": "spread", "worst_aupro": "worst AUPRO", "worst_image_auroc": "worst image AUROC"}
+                       "spread": "spread", "worst_aupro": "worst AUPRO", "worst_image_auroc": "worst image AUROC",
+                       "meets_targets": "meets targets"}
     fixed = {"variant", "map", "categories", *summary_columns}
     index = table["variant"] + " / " + table["map"].map(lambda m: MAP_NAMES.get(m, m).replace(" map", ""))
     summary = table[list(summary_columns)].rename(columns=summary_columns).set_axis(index)
     for column in summary:
-        if column != "worst category":
+        if column not in ("worst category", "meets targets"):
             summary[column] = (100 * summary[column].astype(float)).round(1)
     per_category = (100 * table[[c for c in table if c not in fixed]].astype(float)).round(1).set_axis(index)
     return summary.rename_axis("recipe"), per_category.rename_axis("recipe")

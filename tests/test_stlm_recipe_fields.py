@@ -152,7 +152,12 @@ def test_a_recorded_study_round_trips_with_its_provenance(tmp_path, capsys):
 def test_the_recorded_study_shipped_with_the_package_covers_every_new_variant():
     from stlm_core.stlm.study import load_recorded_study
 
+    from stlm_core.stlm.study import VARIANTS, robustness_table
+
     frame, provenance = load_recorded_study()
-    assert {"cpu", "fa_detach", "patch_anomalies"} <= set(frame["variant"])
+    assert {"cpu", "texture_anomalies", "patch_anomalies", "fa_detach_textures"} <= set(frame["variant"])
+    assert set(frame["variant"]) <= set(VARIANTS)  # every recorded name still means a set of overrides
     assert provenance["gflops"] and provenance["stlm_core_commit"]
     assert frame.groupby("variant")["step"].max().min() >= 500
+    best = robustness_table(frame).iloc[0]  # the evidence supports the profile as it is
+    assert (best["variant"], best["map"]) == ("cpu", "fa")
