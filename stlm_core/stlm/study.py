@@ -113,7 +113,8 @@ def standardised_wo_fa(model, config, images: np.ndarray, train_images: np.ndarr
 
 
 def evaluate_in_memory(model, config, data: DataSpec, images: np.ndarray, masks: np.ndarray,
-                       labels: np.ndarray, train_images: np.ndarray | None = None) -> dict[str, dict]:
+                       labels: np.ndarray, train_images: np.ndarray | None = None,
+                       standardised: bool = True) -> dict[str, dict]:
     """Metrics of every map of ``model`` on preloaded test images (eval mode; restores nothing), plus
     diagnostics per map: ``inside`` = mean map value on defective pixels, ``outside`` = on the other pixels of
     the test images (they show whether a map loses its contrast or only its ranking), and ``image_auroc_max``
@@ -121,7 +122,8 @@ def evaluate_in_memory(model, config, data: DataSpec, images: np.ndarray, masks:
 
     With ``train_images`` (uint8 clean training images at the model's input size): a model with ``level_norm``
     measures its per-level statistics on them first; a model without gets one more map, ``wo_fa_norm`` (the
-    w/o-FA map it would give with ``level_norm="normal_stats"``, see :func:`standardised_wo_fa`)."""
+    w/o-FA map it would give with ``level_norm="normal_stats"``, see :func:`standardised_wo_fa`) unless
+    ``standardised`` is false (it costs an inference pass over the training and test images)."""
     from sklearn.metrics import roc_auc_score
 
     from stlm_core.runs import RunMaps, score_maps
@@ -133,7 +135,7 @@ def evaluate_in_memory(model, config, data: DataSpec, images: np.ndarray, masks:
         calibrate_level_norm(model, train_images, device)
     model.eval()
     maps, scores = infer(model, images, config, device=device.type, progress=False)
-    if train_images is not None and model.level_norm == "none" and model.levels > 1:
+    if standardised and train_images is not None and model.level_norm == "none" and model.levels > 1:
         maps["wo_fa_norm"], scores["wo_fa_norm"] = standardised_wo_fa(model, config, images, train_images)
     n = len(labels)
     run_maps = RunMaps(primary="fa" if "fa" in maps else "wo_fa", maps=maps, scores=scores, labels=labels,
@@ -241,7 +243,7 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
                    **extra: Any) -> list[dict]:
     """Train ``variant`` for ``steps`` optimisation steps (``None``: the profile's schedule), evaluating at every
     epoch end that crosses a multiple of ``eval_every``; returns one row per evaluation (variant, step, training
-    seconds, ``<map>.<metric>``, and ``probe.<name>``: :func:`denoising_diagnostics` on
+    seconds, ``<map>.<metric>`` (``wo_fa_norm`` at the last evaluation only), and ``probe.<name>``: :func:`denoising_diagnostics` on
     :func:`pseudo_anomaly_probes`).
 
     The run is an ordinary STLM run record (final metrics, maps) with the curve in ``curve.json``, rewritten after
@@ -287,7 +289,9 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
         step = end.step
         if step < next_step[0] and end.epoch < total_epochs:
             return
-        metrics = evaluate_in_memory(end.model, config, data, images, masks, labels, train_images)
+        # the standardised map (an extra pass over train and test images) only at the last evaluation
+        metrics = evaluate_in_memory(end.model, config, data, images, masks, labels, train_images,
+                                     standardised=end.epoch >= total_epochs)
         row = {"variant": variant, "dataset": data.dataset, "category": data.category, "seed": seed, "step": step,
                "train_s": end.train_s}
         for name, values in metrics.items():
