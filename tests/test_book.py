@@ -203,15 +203,21 @@ def _open(command: Callable[..., Any], page: Path) -> dict:
     return state
 
 
+def _chromium_or_skip() -> tuple[str, str]:
+    """Paths of Debian's chromium and chromedriver; skips the test when they are not installed."""
+    chromium_path, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium_path and driver_path):
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium chromium-driver)")
+    return chromium_path, driver_path
+
+
 def test_every_page_of_the_built_book_in_headless_chromium(smoke_book: BuiltBook, tmp_path: Path):
     """Headless Chromium opens every page: the navigation lists every chapter, every image loads, no cell output
     holds a traceback or an error, and the banner is on exactly the pages whose numbers come from synthetic data or
     random weights (the expectation comes from chapters.yml and the build's dataset, not from the HTML)."""
     import yaml
 
-    chromium_path, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium_path and driver_path):
-        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium chromium-driver)")
+    chromium_path, driver_path = _chromium_or_skip()
     smoke_book.check()
     html = smoke_book.root / "book" / "_build" / "html"
     chapters = yaml.safe_load((smoke_book.root / "book" / "chapters.yml").read_text())["chapters"]
@@ -325,9 +331,7 @@ def test_the_book_reads_as_a_report_at_1280_and_800_px(smoke_book: BuiltBook, tm
 
     from stlm_core.paper_results import load_paper_results
 
-    chromium_path, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium_path and driver_path):
-        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium chromium-driver)")
+    chromium_path, driver_path = _chromium_or_skip()
     smoke_book.check()
     html = smoke_book.root / "book" / "_build" / "html"
     chapters = yaml.safe_load((smoke_book.root / "book" / "chapters.yml").read_text())["chapters"]
