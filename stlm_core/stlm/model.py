@@ -132,30 +132,11 @@ class STLM(nn.Module):
         """1 - cos(P_l, D_l) per level, each (B, 1, h, w) in [0, 2] (no normalisation)."""
         return [cosine_distance(p, d) for p, d in zip(plain, denoise)]
 
-    @torch.no_grad()
     def set_level_stats(self, batches) -> torch.Tensor:
-        """Measure and store ``level_stats`` (levels, 2) = (mean, std) of each level's distance over every pixel
-        of ``batches`` (an iterable of SAM-normalised clean normal images (B, 3, S, S)); eval mode while
-        measuring, the previous mode restored. A std below 1e-6 is clamped there (a level that never differs)."""
+        """Measure (:func:`measure_level_stats`) and store ``level_stats`` on ``batches`` of clean normal images."""
         if self.level_norm == "none":
             raise ValueError("set_level_stats: this model has level_norm 'none'")
-        was_training = self.training
-        self.eval()
-        sums = torch.zeros(self.levels, dtype=torch.float64)
-        squares = torch.zeros(self.levels, dtype=torch.float64)
-        count = 0
-        for x in batches:
-            distances = self.level_distances(*self.streams(x.to(self.level_stats.device)))
-            for level, d in enumerate(distances):
-                sums[level] += d.double().sum().cpu()
-                squares[level] += (d.double() ** 2).sum().cpu()
-            count += distances[0].numel()
-        if count == 0:
-            raise ValueError("set_level_stats: no images")
-        mean = sums / count
-        std = (squares / count - mean ** 2).clamp_min(0).sqrt().clamp_min(1e-6)
-        self.level_stats.copy_(torch.stack([mean, std], dim=1).to(self.level_stats))
-        self.train(was_training)
+        self.level_stats.copy_(measure_level_stats(self, batches).to(self.level_stats))
         return self.level_stats
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
@@ -165,6 +146,31 @@ class STLM(nn.Module):
         """The state to checkpoint: everything but a frozen teacher standing in for the plain stream (it is
         rebuilt from its own weights)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("plain_teacher.")}
+
+
+@torch.no_grad()
+def measure_level_stats(model: STLM, batches) -> torch.Tensor:
+    """(levels, 2) float64 = (mean, std) of each level's 1 - cos(P_l, D_l) over every pixel of ``batches`` (an
+    iterable of SAM-normalised clean normal images (B, 3, S, S)); eval mode while measuring, the previous mode
+    restored. A std below 1e-6 is clamped there (a level that never differs)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    sums = torch.zeros(model.levels, dtype=torch.float64)
+    squares = torch.zeros(model.levels, dtype=torch.float64)
+    count = 0
+    for x in batches:
+        distances = model.level_distances(*model.streams(x.to(device)))
+        for level, d in enumerate(distances):
+            sums[level] += d.double().sum().cpu()
+            squares[level] += (d.double() ** 2).sum().cpu()
+        count += distances[0].numel()
+    model.train(was_training)
+    if count == 0:
+        raise ValueError("measure_level_stats: no images")
+    mean = sums / count
+    std = (squares / count - mean ** 2).clamp_min(0).sqrt().clamp_min(1e-6)
+    return torch.stack([mean, std], dim=1)
 
 
 def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:

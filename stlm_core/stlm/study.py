@@ -79,37 +79,27 @@ ABLATION_FACTORS: dict[str, tuple[str, str]] = {
 }
 
 
-def _level_distances(model, images: np.ndarray, batch_size: int = 8) -> list[np.ndarray]:
-    """Per level, 1 - cos(P_l, D_l) of every image: float64 (N, h, w) (eval mode, no normalisation)."""
-    import torch
-
-    from stlm_core.data.transforms import to_tensor
-
-    device = next(model.parameters()).device
-    levels: list[list[np.ndarray]] = []
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            x = torch.stack([to_tensor(im, "sam") for im in images[start:start + batch_size]]).to(device)
-            for level, d in enumerate(model.level_distances(*model.streams(x))):
-                if len(levels) <= level:
-                    levels.append([])
-                levels[level].append(d[:, 0].double().cpu().numpy())
-    return [np.concatenate(chunks) for chunks in levels]
-
-
 def standardised_wo_fa(model, config, images: np.ndarray, train_images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The w/o-FA map with per-level standardisation (``level_norm="normal_stats"``) of a model trained
     without it, statistics from ``train_images``: (maps float32 (N, E, E) at ``config.eval_size``, image scores
     (N,) = mean of the top-k pixels). For the learning study: one training run shows both maps."""
     import torch
 
-    from stlm_core.stlm.model import image_scores, upsample
+    from stlm_core.stlm.model import image_scores, measure_level_stats, upsample
+    from stlm_core.stlm.training import sam_batches
 
-    stats = [(d.mean(), max(d.std(), 1e-6)) for d in _level_distances(model, train_images)]
-    combined = sum((d - mean) / std for d, (mean, std) in zip(_level_distances(model, images), stats))
-    full = upsample(torch.from_numpy(combined[:, None]).float(), config.eval_size)
-    return full.numpy().astype(np.float32), image_scores(full, config.top_k).numpy()
+    device = next(model.parameters()).device
+    stats = measure_level_stats(model, sam_batches(train_images, device))
+    maps, scores = [], []
+    model.eval()
+    with torch.no_grad():
+        for x in sam_batches(images, device):
+            distances = model.level_distances(*model.streams(x))
+            combined = sum((d.double() - mean) / std for d, (mean, std) in zip(distances, stats.to(device)))
+            full = upsample(combined.float(), config.eval_size)
+            maps.append(full.cpu().numpy().astype(np.float32))
+            scores.append(image_scores(full, config.top_k).cpu().numpy())
+    return np.concatenate(maps), np.concatenate(scores)
 
 
 def evaluate_in_memory(model, config, data: DataSpec, images: np.ndarray, masks: np.ndarray,

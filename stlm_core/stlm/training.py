@@ -162,15 +162,19 @@ def training_step(model: STLM, teacher: torch.nn.Module, optimisers: dict[str, t
     return {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}}
 
 
+def sam_batches(images, device: str | torch.device = "cpu", batch_size: int = 8):
+    """Batches (B, 3, S, S) of SAM-normalised tensors from uint8 images (N, S, S, 3), one at a time."""
+    from stlm_core.data.transforms import to_tensor
+
+    for i in range(0, len(images), batch_size):
+        yield torch.stack([to_tensor(im, "sam") for im in images[i:i + batch_size]]).to(device)
+
+
 def calibrate_level_norm(model: STLM, images, device: str | torch.device = "cpu", batch_size: int = 8) -> None:
     """Set the model's per-level distance statistics from clean normal images (uint8 (N, S, S, 3) at the model's
     input size) when its config asks for ``level_norm``; a no-op otherwise."""
-    from stlm_core.data.transforms import to_tensor
-
-    if model.level_norm == "none":
-        return
-    model.set_level_stats(torch.stack([to_tensor(im, "sam") for im in images[i:i + batch_size]]).to(device)
-                          for i in range(0, len(images), batch_size))
+    if model.level_norm != "none":
+        model.set_level_stats(sam_batches(images, device, batch_size))
 
 
 # ------------------------------------------------------------------------------------------------------ train
