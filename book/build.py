@@ -12,11 +12,17 @@ sets every chapter's profile and also ignores them (each chapter then runs its p
 Chapters are listed in ``book/chapters.yml``. Executed notebooks go to ``book/generated/`` (git-ignored), the table of
 contents is written to ``book/_toc.yml``, and the HTML lands in ``book/_build/html/``. A notebook that fails stops the
 build with a message naming the notebook and the cell; its partly executed copy is kept for inspection.
+
+A second build re-executes only what changed: each executed chapter records a fingerprint of its inputs (the
+notebook, its parameters, the library's source and the fingerprints of the chapters executed before it, since later
+chapters read their runs); a chapter whose fingerprint is unchanged keeps its executed copy. Finished runs are
+reused in any case (``runs/``). ``--rerun`` executes every chapter again (e.g. after changing files of a dataset).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -57,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", action="append", default=[], metavar="NOTEBOOK",
                         help="execute only these chapter notebooks (others keep their previous output)")
     parser.add_argument("--skip-execute", action="store_true", help="only render what book/generated/ holds")
+    parser.add_argument("--rerun", action="store_true",
+                        help="execute every chapter even when its inputs are unchanged since the last build")
     return parser.parse_args(argv)
 
 
@@ -104,6 +112,45 @@ def fold_for_report(notebook: Path, suffix: str | None = None) -> None:
     notebook.write_text(json.dumps(content, indent=1))
 
 
+FINGERPRINT_KEY = "stlm_book_inputs"  # notebook metadata of an executed chapter
+
+
+def library_fingerprint() -> str:
+    """sha256 over the library's source and data files and this script's own: a change to any of them re-executes
+    every chapter."""
+    digest = hashlib.sha256()
+    files = [*sorted((REPO / "stlm_core").rglob("*")), BOOK / "build.py", BOOK / "report_cells.py"]
+    for path in files:
+        if path.is_file() and path.suffix in {".py", ".yaml", ".yml", ".json"} and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(REPO)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def chapter_fingerprint(previous: str, library: str, notebook: Path, parameters: dict) -> str:
+    """What an executed chapter depends on: the chapter before it in execution order (its runs feed later
+    summaries), the library, the notebook's text and its parameters."""
+    digest = hashlib.sha256()
+    for part in (previous, library, notebook.read_text(), json.dumps(parameters, sort_keys=True, default=str)):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def recorded_fingerprint(output: Path) -> str | None:
+    """The input fingerprint stored in an executed chapter (``None``: absent, partly executed or unreadable)."""
+    try:
+        return json.loads(output.read_text())["metadata"].get(FINGERPRINT_KEY)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def record_fingerprint(output: Path, fingerprint: str) -> None:
+    content = json.loads(output.read_text())
+    content["metadata"][FINGERPRINT_KEY] = fingerprint
+    output.write_text(json.dumps(content, indent=1))
+
+
 def execute(chapter: dict, output: Path, parameters: dict) -> None:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -148,14 +195,21 @@ def main(argv: list[str] | None = None) -> int:
     pages: dict[str, list[str]] = {}
     for chapter, out_stem, _, _ in jobs:
         pages.setdefault(Path(chapter["notebook"]).stem, []).append(out_stem)
+    library = library_fingerprint()
+    previous = ""
     for chapter, out_stem, params, suffix in sorted(jobs, key=lambda job: bool(job[0].get("run_last"))):
         output = GENERATED / f"{out_stem}.ipynb"
         budget = {} if args.full or args.profile else chapter.get("budget", {})
         params = {**chapter.get("params", {}), **budget, **params, "runs_dir": str(args.runs_dir), "pages": pages}
         if args.profile is not None:
             params["profile"] = args.profile
+        fingerprint = chapter_fingerprint(previous, library, NOTEBOOKS / chapter["notebook"], params)
         wanted = not args.only or chapter["notebook"] in args.only
-        if not args.skip_execute and wanted:
+        unchanged = not args.rerun and recorded_fingerprint(output) == fingerprint
+        if not args.skip_execute and wanted and unchanged:
+            print(f"[book] {output.relative_to(REPO)}: inputs unchanged since the last build, kept "
+                  "(--rerun executes it again)", flush=True)
+        elif not args.skip_execute and wanted:
             try:
                 execute(chapter, output, params)
             except ChapterFailed as exc:
@@ -164,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             if suffix and len(datasets) > 1:
                 retitle(output, suffix)
             fold_for_report(output, suffix)
+            record_fingerprint(output, fingerprint)
+        # a chapter kept from an earlier build passes on the fingerprint it was executed with
+        previous = recorded_fingerprint(output) or fingerprint
     for chapter, out_stem, _, suffix in jobs:
         if (GENERATED / f"{out_stem}.ipynb").is_file():  # the sidebar shows the short title; the page keeps its heading
             title = chapter["title"] + (f" ({suffix})" if suffix and len(datasets) > 1 else "")

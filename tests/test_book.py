@@ -348,3 +348,49 @@ def test_the_book_reads_as_a_report_at_1280_and_800_px(smoke_book: BuiltBook, tm
     missing = [item for item in items if item not in text]
     assert not missing, f"the verdict page lacks items {missing}"
     assert not problems, "\n".join(problems)
+
+
+def _build_module(root: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("book_build_copy", root / "book" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_second_build_executes_only_what_changed(book_copy: Path, synthetic_root: Path, monkeypatch, capsys):
+    """Chapters whose inputs are unchanged keep their executed copy; a changed notebook re-executes itself and every
+    chapter after it (later chapters read its runs); --rerun executes everything. Execution and Jupyter Book are
+    replaced by stand-ins here: the real pipeline is the smoke book above."""
+    build = _build_module(book_copy)
+    (book_copy / "stlm_core").symlink_to(REPO / "stlm_core")  # the library fingerprint reads it
+    executed: list[str] = []
+
+    def fake_execute(chapter: dict, output: Path, parameters: dict) -> None:
+        executed.append(chapter["notebook"])
+        output.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+
+    monkeypatch.setattr(build, "execute", fake_execute)
+    monkeypatch.setattr(build, "fold_for_report", lambda output, suffix=None: None)
+    monkeypatch.setattr(build.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0))
+    args = ["--data-root", str(synthetic_root), "--runs-dir", str(book_copy / "runs")]
+    order = None
+    for attempt in ("first", "second"):
+        executed.clear()
+        assert build.main(args) == 0
+        order = order or list(executed)
+        if attempt == "second":
+            assert executed == [] and "inputs unchanged since the last build, kept" in capsys.readouterr().out
+    assert len(order) >= 5
+    changed = order[len(order) // 2]
+    notebook = book_copy / "notebooks" / changed
+    content = json.loads(notebook.read_text())
+    content["cells"].append({"cell_type": "markdown", "metadata": {}, "source": ["an edit"]})
+    notebook.write_text(json.dumps(content))
+    executed.clear()
+    assert build.main(args) == 0
+    assert executed == order[order.index(changed):]  # the edited chapter and every one after it
+    executed.clear()
+    assert build.main([*args, "--rerun"]) == 0
+    assert executed == order
