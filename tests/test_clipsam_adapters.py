@@ -104,3 +104,23 @@ def test_april_gan_release_format_loads_with_its_dataset_from_the_file_name(back
     torch.save({"something": 1}, junk)
     with pytest.raises(WeightsError, match="neither"):
         load_adapters(junk)
+
+
+def test_a_run_records_where_april_gan_adapters_were_trained_and_warns_on_the_same_dataset(backbone, tmp_path,
+                                                                                           synthetic_root):
+    """APRIL-GAN's released files carry no metadata: the run's record still names the dataset they were trained on
+    (from the file name, read by the same reader that loads them), and a run on that dataset is warned about."""
+    from stlm_core.clipsam.zeroshot import adapters_identity, run
+    from stlm_core.data.spec import DataSpec
+
+    width, embed_dim, n = backbone.width, backbone.embed_dim, backbone.config.n_layers
+    fc = torch.nn.ModuleList(torch.nn.Linear(width, embed_dim) for _ in range(n))
+    path = tmp_path / "mvtec_pretrained.pth"
+    torch.save({"trainable_linearlayer": {f"fc.{k}": v for k, v in fc.state_dict().items()}}, path)
+    identity = adapters_identity(path)
+    assert identity["trained_on"] == "mvtec" and len(identity["sha256"]) == 64
+    data = DataSpec("mvtec", synthetic_root, "carpet_like", limit=2)  # the synthetic set is in MVTec AD layout
+    with pytest.warns(UserWarning, match="trained on mvtec, the dataset evaluated here"):
+        with pytest.raises(WeightsError, match="ViT-L-14-336"):  # released for another CLIP than the smoke one
+            run(ClipSamConfig.from_profile("smoke"), data, runs_dir=tmp_path / "runs", clip_checkpoint=None,
+                sam_checkpoint=None, adapters=path, device="cpu", progress=False)

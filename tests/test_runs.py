@@ -154,7 +154,7 @@ def test_a_lock_from_another_host_expires_only_without_heartbeat(tmp_path, monke
         with run_lock(tmp_path):
             pass
     assert not lock.exists()
-    monkeypatch.setattr(runs, "LOCK_HEARTBEAT_S", 0.05)  # the holder keeps its lock fresh
+    monkeypatch.setattr(runs.lock, "LOCK_HEARTBEAT_S", 0.05)  # the holder keeps its lock fresh
     with run_lock(tmp_path):
         os.utime(lock, (old, old))
         deadline = time.time() + 5
@@ -175,3 +175,72 @@ def test_default_locations_come_from_the_repository_not_the_working_directory(tm
     assert resolve("runs/x", default_runs_dir()) == root / "runs" / "x"
     (tmp_path / "data" / "dtd").mkdir(parents=True)  # a DTD folder relative to the working directory is not used
     assert find_dtd() in (None, (root / "data" / "dtd").resolve())
+
+
+# ------------------------------------------------------------------------------------------------- the Run lifecycle
+
+
+class _Data:
+    """The part of a DataSpec a Run reads."""
+
+    dataset, category, root, limit = "synthetic", "tile", Path("/data/synthetic"), None
+
+    def identity(self, splits=("train", "test")):
+        return {"name": self.dataset, "category": self.category, "files": {s: 3 for s in splits}}
+
+
+class _Config:
+    def __init__(self, **values):
+        self.values = values
+
+    def to_dict(self):
+        return dict(self.values)
+
+
+def test_run_plans_once_writes_under_its_lock_and_finishes_last(tmp_path):
+    from stlm_core.runs import Run
+
+    run = Run.plan("demo", _Config(lr=0.1), _Data(), {"backbone": "random-init"}, runs_dir=tmp_path, extra_fact=1)
+    assert run.run_dir == tmp_path / "demo" / "synthetic" / "tile" / run.id
+    assert run.record["extra_fact"] == 1 and run.weights == {"backbone": "random-init"} and not run.is_finished
+    with run.writing():
+        assert (run.run_dir / "run.lock").is_file() and (run.run_dir / "config.json").is_file()
+        with pytest.raises(RunLocked):  # one writer at a time
+            with Run.plan("demo", _Config(lr=0.1), _Data(), {"backbone": "random-init"}, runs_dir=tmp_path,
+                          extra_fact=1).writing():
+                pass
+        run.log_steps([{"epoch": 1, "step": 1, "loss": 0.5}, {"epoch": 1, "step": 2, "loss": 0.4}])
+        run.finish(run_maps(), profile="smoke", device="cpu", seed=0, timings={"train_s": 1.0}, note="x")
+    assert run.is_finished and not (run.run_dir / "run.lock").exists()
+    record = read_run(run.run_dir)
+    assert record["map"] == "good" and record["metrics"]["pixel_auroc"] == 1.0
+    assert record["provenance"]["method"] == "demo" and record["provenance"]["note"] == "x"
+    assert record["provenance"]["dataset"]["files"] == 6 and record["provenance"]["weights"] == run.weights
+    other = Run.plan("demo", _Config(lr=0.2), _Data(), {"backbone": "random-init"}, run_dir=run.run_dir)
+    with pytest.raises(StlmError, match="differs in: config.lr"):
+        with other.writing():
+            pass
+    assert run.is_finished  # the refused writer changed nothing
+
+
+def test_one_resume_rule(tmp_path, capsys):
+    from stlm_core.runs import Run
+
+    run = Run.plan("demo", _Config(), _Data(), {}, run_dir=tmp_path / "run")
+    with pytest.raises(StlmError, match="no checkpoint"):  # nothing to continue
+        run.resolve_resume(True)
+    assert run.resolve_resume("auto") is False and run.resolve_resume(False) is False
+    with run.writing():
+        pass
+    assert run.resolve_resume(True) is False and "no saved epoch yet" in capsys.readouterr().err  # set up, no epoch
+    with run.writing():
+        run.save_checkpoint({"epoch": 1}, format_version=1)
+        run.log_steps([{"epoch": 1, "step": 1, "loss": 1.0}])
+    assert run.resolve_resume("auto") is True and run.resolve_resume(True) is True
+    with pytest.raises(StlmError, match="--resume to continue it or --force"):
+        run.resolve_resume(False)
+    with run.writing(resume="auto"):
+        assert run.resumed and run.checkpoint_path.is_file() and run.log_path.is_file()
+    assert "resuming" in capsys.readouterr().out
+    with run.writing(resume="auto", force=True):  # force: from zero, checkpoint and log dropped
+        assert not run.resumed and not run.checkpoint_path.exists() and not run.log_path.exists()

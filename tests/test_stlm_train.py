@@ -273,3 +273,22 @@ def test_denoising_diagnostics_read_a_copying_student_as_undoing_nothing(tiny_ro
     both = denoising_diagnostics(BothDenoise(), teacher, probes)
     assert both["reproduced"] == pytest.approx(0.0, abs=1e-4) and both["undone"] == pytest.approx(1.0, abs=1e-4)
     assert both["streams_inside"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_a_notebook_run_killed_mid_training_continues_like_a_workflow_job(tmp_path, tiny_root):
+    """experiments.stlm_run (what the notebooks call) continues a run from its checkpoint instead of restarting,
+    and reaches the weights of an uninterrupted run; force=True starts it from zero."""
+    from stlm_core.experiments import stlm_run
+
+    config = StlmConfig.from_profile("smoke", seed=0)
+    data = _data(tiny_root)
+    kwargs = dict(profile="smoke", runs_dir=tmp_path / "runs", device="cpu", seed=0)
+    run_dir = train(config, data, runs_dir=tmp_path / "runs", evaluate=False, progress=False, stop_after_epoch=1)
+    assert stlm_run(data.dataset, data.root, data.category, **kwargs) == run_dir
+    resumed = _state(run_dir)
+    assert resumed["resumed_from"] == {"epoch": 1, "step": 2} and (run_dir / "finished.json").is_file()
+    full = train(config, data, run_dir=tmp_path / "full", evaluate=False, progress=False)
+    for name, value in _state(full)["model"].items():
+        torch.testing.assert_close(resumed["model"][name], value, rtol=0, atol=0)
+    stlm_run(data.dataset, data.root, data.category, force=True, **kwargs)
+    assert _state(run_dir)["resumed_from"] is None

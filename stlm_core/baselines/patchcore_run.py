@@ -14,13 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stlm_core import runs
 from stlm_core.configs import PROFILE_TABLES, ProfileConfig
 from stlm_core.data.spec import DataSpec
 from stlm_core.errors import ConfigError
-from stlm_core.fileio import ensure_writable
-from stlm_core.runs import (RunMaps, begin_run, make_provenance, mark_finished, run_dir_for, run_lock, run_record,
-                            score_maps, write_metrics)
+from stlm_core.runs import Run, RunMaps
 from stlm_core.runtime import resolve_device
 
 
@@ -60,26 +57,27 @@ def build_patchcore(config: PatchCoreConfig, device: str = "cpu"):
                      blur=config.blur_sigma > 0, blur_sigma=config.blur_sigma or 4.0, seed=config.seed, device=device)
 
 
-def patchcore_record(config: PatchCoreConfig, data: DataSpec) -> dict:
+def plan_patchcore(config: PatchCoreConfig, data: DataSpec, *, runs_dir: str | Path = "runs",
+                   run_dir: str | Path | None = None) -> Run:
+    """The :class:`~stlm_core.runs.Run` of PatchCore with ``config`` on ``data`` (its record names the backbone's
+    weights identity)."""
     from stlm_core.modeling.efficientnet_lite import VARIANTS, weights_identity
 
     weights = weights_identity(config.backbone) if config.backbone in VARIANTS else "random-init"
-    return run_record("patchcore", config, data.identity(), {"backbone": weights})
+    return Run.plan("patchcore", config, data, {"backbone": weights}, runs_dir=runs_dir, run_dir=run_dir)
 
 
 def run(config: PatchCoreConfig, data: DataSpec, *, run_dir: str | Path | None = None,
         runs_dir: str | Path = "runs", device: str = "auto", force: bool = False, save_maps: bool = True,
-        progress: bool = True) -> Path:
-    """Fit PatchCore on the category's normal training images, evaluate the test split; returns the run dir."""
+        progress: bool = True, planned: Run | None = None) -> Path:
+    """Fit PatchCore on the category's normal training images, evaluate the test split; returns the run dir.
+    ``planned``: the run of :func:`plan_patchcore` (planned here when not given)."""
     import torch
 
     device = resolve_device(device)
     data.validate(("train", "test"), action=f"run PatchCore on {data.dataset}/{data.category}")
-    record = patchcore_record(config, data)
-    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(runs_dir, record)
-    ensure_writable(run_dir)
-    with run_lock(run_dir):
-        begin_run(run_dir, record, data, force=force)
+    the_run = planned or plan_patchcore(config, data, runs_dir=runs_dir, run_dir=run_dir)
+    with the_run.writing(force=force):
         train_images = [s.image for s in data.open("train")]
         test = data.load_test(None, config.eval_size, progress=progress)
         n_images = len(test["labels"])
@@ -94,15 +92,8 @@ def run(config: PatchCoreConfig, data: DataSpec, *, run_dir: str | Path | None =
         run_maps = RunMaps(primary="patchcore", maps={"patchcore": maps.astype(np.float32)},
                            scores={"patchcore": np.asarray(scores, np.float32)}, labels=test["labels"],
                            masks=test["masks"], defects=test["defects"], paths=test["paths"])
-        provenance = make_provenance(
-            profile=config.profile, device=device, weights=record["weights"],
-            dataset={"name": data.dataset, "category": data.category, "files": n_images, "root": str(data.root),
-                     "synthetic": data.dataset == "synthetic"},
-            seed=config.seed, method="patchcore",
-            timings={"train_s": fit_s, "infer_s": infer_s, "infer_ms_per_image": 1000 * infer_s / n_images},
-            memory_bank=int(model.memory_bank.shape[0]), image_size=config.image_size, eval_size=config.eval_size)
-        if save_maps:
-            runs.save_maps(run_dir, run_maps)
-        write_metrics(run_dir, score_maps(run_maps), run_maps.primary, provenance)
-        mark_finished(run_dir)
-    return run_dir
+        the_run.finish(run_maps, profile=config.profile, device=device, seed=config.seed, save=save_maps,
+                       timings={"train_s": fit_s, "infer_s": infer_s, "infer_ms_per_image": 1000 * infer_s / n_images},
+                       memory_bank=int(model.memory_bank.shape[0]), image_size=config.image_size,
+                       eval_size=config.eval_size)
+    return the_run.run_dir

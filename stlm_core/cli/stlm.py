@@ -106,22 +106,6 @@ def train_inputs(args: argparse.Namespace):
                     "'stlm train --resume --out RUN' (or --force --out RUN) takes them from an existing run.")
 
 
-def _resume_or_restart(args: argparse.Namespace) -> bool:
-    """``--resume`` of a run that saved no epoch yet starts it from the beginning (nothing is lost)."""
-    import sys
-    from pathlib import Path
-
-    from stlm_core.runs import CHECKPOINT_FILE, CONFIG_FILE
-
-    if not args.resume or args.out is None:
-        return args.resume
-    run_dir = Path(args.out)
-    if (run_dir / CONFIG_FILE).is_file() and not (run_dir / CHECKPOINT_FILE).exists():
-        print(f"note: {run_dir} has no saved epoch yet; training starts from the beginning.", file=sys.stderr)
-        return False
-    return True
-
-
 def _train(args: argparse.Namespace) -> int:
     from stlm_core.runtime import set_threads
     from stlm_core.stlm import train
@@ -129,7 +113,7 @@ def _train(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     config, data, dtd = train_inputs(args)
     run_dir = train(config, data, run_dir=args.out, runs_dir=args.runs_dir, device=args.device, dtd=dtd,
-                    resume=_resume_or_restart(args), force=args.force, evaluate=not args.no_eval,
+                    resume=args.resume, force=args.force, evaluate=not args.no_eval,
                     save_maps=not args.no_maps, progress=not args.quiet, deterministic=args.deterministic)
     print(f"run directory: {run_dir}")
     if not args.no_eval:

@@ -19,22 +19,20 @@ from stlm_core.clipsam.config import ClipSamConfig
 from stlm_core.data.spec import DataSpec
 from stlm_core.errors import StlmError
 from stlm_core.fileio import ensure_writable, file_sha256
-from stlm_core import runs
-from stlm_core.runs import (RunMaps, begin_run, make_provenance, mark_finished, run_dir_for, run_lock, run_record,
-                            score_maps, write_metrics)
+from stlm_core.runs import Run, RunMaps
 from stlm_core.runtime import resolve_device
 from stlm_core.weights import AUTO
 
 
 def adapters_identity(adapters: str | Path | None) -> dict | None:
+    """What a run records of its adapter file: path, sha256 and the metadata :func:`load_adapters` reads from
+    either format (ours, or an APRIL-GAN release, whose dataset comes from its file name); ``None`` without one."""
+    from stlm_core.clipsam.adapters import load_adapters
+
     if adapters is None:
         return None
-    import torch as _torch
-
     path = Path(adapters)
-    if not path.is_file():
-        raise StlmError(f"adapter file {path} does not exist; train one with 'stlm zeroshot-adapters train'.")
-    meta = _torch.load(path, map_location="cpu", weights_only=False).get("meta", {})
+    _, meta = load_adapters(path)
     return {"file": str(path.resolve()), "sha256": file_sha256(path), "trained_on": meta.get("trained_on"),
             "categories": meta.get("categories"), "epochs": meta.get("epochs")}
 
@@ -51,9 +49,11 @@ def effective_config(config: ClipSamConfig, adapters: str | Path | None) -> Clip
     return config.replace(localiser="training_free")
 
 
-def clipsam_record(config: ClipSamConfig, data: DataSpec, adapters: dict | None,
-                   clip_checkpoint: str | Path | None = AUTO, sam_checkpoint: str | Path | None = AUTO) -> dict:
-    """The run record (what the run id hashes) of a CLIP-SAM run."""
+def plan_clipsam(config: ClipSamConfig, data: DataSpec, adapters: dict | None, *,
+                 clip_checkpoint: str | Path | None = AUTO, sam_checkpoint: str | Path | None = AUTO,
+                 runs_dir: str | Path = "runs", run_dir: str | Path | None = None) -> Run:
+    """The :class:`~stlm_core.runs.Run` of a CLIP-SAM run (``adapters``: :func:`adapters_identity`); its record
+    names the CLIP, SAM and adapter weights, and the data identity counts the test split only."""
     from stlm_core.weights import resolve_weights, weights_identity
 
     required = config.profile == "paper"
@@ -64,13 +64,14 @@ def clipsam_record(config: ClipSamConfig, data: DataSpec, adapters: dict | None,
     weights = {"clip": weights_identity(config.clip_weights or "clip", clip),
                "sam": weights_identity(config.sam_weights or "sam", sam),
                "adapters": f"adapters@{adapters['sha256']}" if adapters else "none"}
-    return run_record("clipsam", config, data.identity(("test",)), weights, adapters=adapters)
+    return Run.plan("clipsam", config, data, weights, runs_dir=runs_dir, run_dir=run_dir, splits=("test",),
+                    adapters=adapters)
 
 
 def run(config: ClipSamConfig, data: DataSpec, *, run_dir: str | Path | None = None, runs_dir: str | Path = "runs",
         device: str = "auto", adapters: str | Path | None = None, clip_checkpoint: str | Path | None = AUTO,
         sam_checkpoint: str | Path | None = AUTO, force: bool = False, save_maps: bool = True,
-        progress: bool = True) -> Path:
+        progress: bool = True, planned: Run | None = None) -> Path:
     """Zero-shot segmentation of one category's test split; writes the run record and returns the run dir.
 
     Args:
@@ -80,6 +81,7 @@ def run(config: ClipSamConfig, data: DataSpec, *, run_dir: str | Path | None = N
         adapters: APRIL-GAN adapter file trained on ANOTHER dataset; ``None`` = training-free CLIP map.
         clip_checkpoint, sam_checkpoint: ``"auto"`` = registry lookup; a file; ``None`` = random weights.
         force: replace an existing run with a different configuration.
+        planned: the run of :func:`plan_clipsam` for the effective config (planned here when not given).
     """
     from stlm_core.clipsam.pipeline import ClipSamPipeline
 
@@ -93,11 +95,9 @@ def run(config: ClipSamConfig, data: DataSpec, *, run_dir: str | Path | None = N
     samples = data.open("test")
     if len(samples) == 0:
         raise StlmError(f"no test images for category {data.category!r} under {data.root}.")
-    record = clipsam_record(config, data, adapter_info, clip_checkpoint, sam_checkpoint)
-    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(runs_dir, record)
-    ensure_writable(run_dir)
-    with run_lock(run_dir):
-        begin_run(run_dir, record, data, force=force)
+    the_run = planned or plan_clipsam(config, data, adapter_info, clip_checkpoint=clip_checkpoint,
+                                      sam_checkpoint=sam_checkpoint, runs_dir=runs_dir, run_dir=run_dir)
+    with the_run.writing(force=force):
         torch.manual_seed(config.seed)
         t_build = time.perf_counter()
         pipe = ClipSamPipeline.build(config, adapters=adapters, clip_checkpoint=clip_checkpoint,
@@ -111,22 +111,16 @@ def run(config: ClipSamConfig, data: DataSpec, *, run_dir: str | Path | None = N
                            labels=result["labels"], masks=result["masks"],
                            defects=np.array([r.defect for r in samples.records]), paths=np.asarray(result["paths"]),
                            arrays=result["details"], records=result["prompts"])
-        metrics = score_maps(run_maps)
         stage_ms = {stage: float(np.mean(v)) if v else None for stage, v in result["timings_ms"].items()}
-        provenance = make_provenance(
-            profile=config.profile, device=device, weights={**pipe.weights, "adapters": record["weights"]["adapters"]},
-            dataset={"name": data.dataset, "category": data.category, "files": len(samples),
-                     "synthetic": data.dataset == "synthetic", "root": str(data.root)},
-            seed=config.seed, timings={"build_s": build_s, "infer_s": run_s}, method="clipsam",
+        the_run.finish(
+            run_maps, profile=config.profile, device=device, seed=config.seed, save=save_maps,
+            weights={**pipe.weights, "adapters": the_run.weights["adapters"]},
+            timings={"build_s": build_s, "infer_s": run_s},
             localiser=pipe.localiser.name, adapters_trained_on=adapter_info and adapter_info["trained_on"],
             cross_dataset=None if not adapter_info else adapter_info["trained_on"] != data.dataset,
             images=len(samples), sam_calls=result["sam_calls"], stage_ms_mean=stage_ms,
         )
-        if save_maps:
-            runs.save_maps(run_dir, run_maps)
-        write_metrics(run_dir, metrics, run_maps.primary, provenance)
-        mark_finished(run_dir)
-    return run_dir
+    return the_run.run_dir
 
 
 def train_adapters_file(config: ClipSamConfig, dataset: str, root: str | Path, out: str | Path, *,

@@ -1,4 +1,4 @@
-"""STLM training checkpoints: one file per run, replaced atomically after every epoch.
+"""STLM training checkpoints: one file per run, replaced atomically after every epoch (``Run.save_checkpoint``).
 
 Contents: format version, the run record it belongs to, epoch / step counters, the model state (a frozen teacher
 standing in for the plain stream excluded), a randomly initialised teacher's state (it cannot be rebuilt from a
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from stlm_core.errors import StlmError
-from stlm_core.fileio import atomic_torch_save
 
 CHECKPOINT_FORMAT = 1
 
@@ -30,11 +29,6 @@ class TrainingInterrupted(StlmError):
     """Training was interrupted (Ctrl-C); the message says what was saved and the command that continues."""
 
     exit_status = 130
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (plus the format version) to ``path`` atomically."""
-    atomic_torch_save({"format": CHECKPOINT_FORMAT, **state}, path)
 
 
 def load_checkpoint(path: Path, device: str = "cpu") -> dict[str, Any]:

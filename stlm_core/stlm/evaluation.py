@@ -16,10 +16,8 @@ import torch
 
 from stlm_core.data.spec import DataSpec
 from stlm_core.errors import StlmError
-from stlm_core.fileio import ensure_writable, read_json
-from stlm_core import runs
-from stlm_core.runs import (CHECKPOINT_FILE, CONFIG_FILE, DATA_FILE, RunMaps, make_provenance, mark_finished,
-                            read_config, run_lock, score_maps, write_metrics)
+from stlm_core.fileio import read_json
+from stlm_core.runs import CHECKPOINT_FILE, CONFIG_FILE, DATA_FILE, Run, RunMaps, read_config
 from stlm_core.runtime import resolve_device
 from stlm_core.stlm.build import build_for_training, build_stlm, resolve_stlm_weights
 from stlm_core.stlm.checkpoint import load_checkpoint
@@ -95,36 +93,29 @@ def infer(model, images: np.ndarray, config: StlmConfig, device: str = "cpu", ba
             {k: np.concatenate(v) for k, v in scores.items() if v})
 
 
-def evaluate_locked(run_dir: Path, data: DataSpec, *, device: str = "auto", save_maps: bool = True,
-                    progress: bool = True, batch_size: int = 8) -> Path:
-    """:func:`evaluate` for a caller that already holds the run's lock (training)."""
+def evaluate_locked(run: Run, *, device: str = "auto", save_maps: bool = True, progress: bool = True,
+                    batch_size: int = 8) -> Path:
+    """:func:`evaluate` for a caller that is already writing the run (training): the final checkpoint's maps of
+    the test split, scored and recorded with :meth:`~stlm_core.runs.Run.finish`."""
     device = resolve_device(device)
-    model, config, state = load_model(run_dir, device)
+    model, config, state = load_model(run.run_dir, device)
     t0 = time.perf_counter()
-    test = data.load_test(config.image_size, config.eval_size, progress=progress)
+    test = run.data.load_test(config.image_size, config.eval_size, progress=progress)
     n_images = len(test["labels"])
     t1 = time.perf_counter()
     maps, scores = infer(model, test["images"], config, device, batch_size, progress)
     infer_s = time.perf_counter() - t1
     run_maps = RunMaps(primary="fa" if "fa" in maps else "wo_fa", maps=maps, scores=scores, labels=test["labels"],
                        masks=test["masks"], defects=test["defects"], paths=test["paths"])
-    metrics = score_maps(run_maps)
-    provenance = make_provenance(
-        profile=config.profile, device=device, weights=state["weights"],
-        dataset={"name": data.dataset, "category": data.category, "files": n_images, "root": str(data.root),
-                 "synthetic": data.dataset == "synthetic"},
-        seed=config.seed, method="stlm",
+    run.finish(
+        run_maps, profile=config.profile, device=device, seed=config.seed, weights=state["weights"], save=save_maps,
         timings={"train_s": state["train_s"], "eval_s": time.perf_counter() - t0,
                  "infer_ms_per_image": 1000 * infer_s / n_images},
         epochs=state["epoch"], steps=state["step"], checkpoint="final epoch (no selection on test data)",
         train_threads=state.get("threads"), resumed_from=state.get("resumed_from"),
         textures=state.get("textures"), eval_size=config.eval_size, image_size=config.image_size,
     )
-    if save_maps:
-        runs.save_maps(run_dir, run_maps)
-    write_metrics(run_dir, metrics, run_maps.primary, provenance)
-    mark_finished(run_dir)
-    return run_dir
+    return run.run_dir
 
 
 def evaluate(run_dir: str | Path, *, root: str | Path | None = None, device: str = "auto", save_maps: bool = True,
@@ -143,7 +134,8 @@ def evaluate(run_dir: str | Path, *, root: str | Path | None = None, device: str
     if not data.root.exists():
         raise StlmError(f"the run's dataset root {data.root} does not exist; pass --root DIR.")
     data.validate(("test",), action=f"evaluate {run_dir}")
-    ensure_writable(run_dir)
-    with run_lock(run_dir):
-        return evaluate_locked(run_dir, data, device=device, save_maps=save_maps, progress=progress,
-                               batch_size=batch_size)
+    load_checkpoint(run_dir / CHECKPOINT_FILE)  # a missing or damaged checkpoint is reported before any change
+    run = Run.open(run_dir, data, locations={k: v for k, v in recorded.items()
+                                             if k not in ("dataset", "root", "category", "limit")})
+    with run.writing(resume=True):
+        return evaluate_locked(run, device=device, save_maps=save_maps, progress=progress, batch_size=batch_size)

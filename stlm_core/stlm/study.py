@@ -242,21 +242,16 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
     both. ``on_row(row)`` is called with every row in step order, as it is measured or, for the rows of a reused or
     resumed curve, when they are read (progress printing).
     """
-    from stlm_core.fileio import atomic_write_json, read_json
-    from stlm_core.runs import CHECKPOINT_FILE, is_finished, run_dir_for
-    from stlm_core.stlm.pseudo_anomaly import texture_source
-    from stlm_core.stlm.training import stlm_record, train
+    from stlm_core.stlm.training import plan_stlm, train
 
     config = variant_config(variant, profile=profile, steps=steps, seed=seed, **extra)
-    textures = texture_source(None)  # resolved once: names the run and draws the probes
-    record, _ = stlm_record(config, data, textures.name)
-    run_dir = run_dir_for(runs_dir, record)
-    curve_path = run_dir / CURVE_FILE
-    saved = read_json(curve_path) if curve_path.is_file() and not force else None
+    run = plan_stlm(config, data, runs_dir=runs_dir)  # the texture source, resolved once, also draws the probes
+    textures = run.resources["textures"]
+    saved = None if force else run.read_json(CURVE_FILE)
     if saved is not None and saved.get("eval_every") != eval_every:
         saved = None  # another evaluation grid: measure the curve again
-    finished = saved is not None and saved.get("complete", True) and is_finished(run_dir)
-    resume = not finished and saved is not None and (run_dir / CHECKPOINT_FILE).is_file()
+    finished = saved is not None and saved.get("complete", True) and run.is_finished
+    resume = not finished and saved is not None and run.checkpoint_path.is_file()  # rows and weights continue
     rows: list[dict] = list(saved["rows"]) if finished or resume else []
     for row in rows if on_row is not None else []:
         on_row(row)
@@ -272,8 +267,7 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
     train_images = data.load_images("train", config.image_size, progress=False)  # level statistics
 
     def save(complete: bool) -> None:
-        atomic_write_json(curve_path, {"variant": variant, "eval_every": eval_every, "complete": complete,
-                                       "rows": rows})
+        run.write_json(CURVE_FILE, {"variant": variant, "eval_every": eval_every, "complete": complete, "rows": rows})
 
     def on_epoch_end(end) -> None:
         step = end.step
@@ -294,8 +288,7 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
         while next_step[0] <= step:
             next_step[0] += eval_every
 
-    train(config, data, run_dir=run_dir, resume=resume, force=not resume, progress=progress,
-          on_epoch_end=on_epoch_end)
+    train(config, data, planned=run, resume=resume, force=not resume, progress=progress, on_epoch_end=on_epoch_end)
     save(complete=True)
     return rows
 

@@ -17,7 +17,6 @@ reported model is the **final** epoch: there is no selection on test data. Run l
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -30,10 +29,10 @@ import torch.nn.functional as F
 
 from stlm_core.data.spec import DataSpec
 from stlm_core.errors import StlmError
-from stlm_core.fileio import atomic_write_text, ensure_writable
-from stlm_core.runs import CHECKPOINT_FILE, LOSSES_FILE, begin_run, run_dir_for, run_lock, run_record
+from stlm_core.runs import Run
+from stlm_core.runs.run import Resume
 from stlm_core.runtime import resolve_device
-from stlm_core.stlm.checkpoint import interrupts_reported, load_checkpoint, save_checkpoint
+from stlm_core.stlm.checkpoint import CHECKPOINT_FORMAT, interrupts_reported, load_checkpoint
 from stlm_core.stlm.config import StlmConfig
 from stlm_core.stlm.model import STLM, cosine_distance
 
@@ -99,22 +98,19 @@ def make_optimisers(model, config: StlmConfig) -> dict[str, torch.optim.Optimize
     return optimisers
 
 
-def stlm_record(config: StlmConfig, data: DataSpec, textures_name: str) -> tuple[dict, dict]:
-    """(run record, resolved weights files) of an STLM run: what its run id hashes."""
+def plan_stlm(config: StlmConfig, data: DataSpec, *, dtd: str | Path | None = None, runs_dir: str | Path = "runs",
+              run_dir: str | Path | None = None) -> Run:
+    """The :class:`~stlm_core.runs.Run` of STLM with ``config`` on ``data``: the record names the weights
+    identities, the category's rotations and the texture source (``dtd``: DTD folder, default ``$STLM_DTD`` or
+    ``data/dtd``, else procedural); ``resources`` hold the resolved weights files and the texture source."""
     from stlm_core.stlm.build import resolve_stlm_weights, weights_identities
+    from stlm_core.stlm.pseudo_anomaly import texture_source
 
-    weights = resolve_stlm_weights(config)
-    record = run_record("stlm", config, data.identity(), weights_identities(config, weights),
-                        rotation=config.rotation_for(data.category), textures=textures_name)
-    return record, weights
-
-
-def _truncate_log(path: Path, last_step: int) -> None:
-    """Drop log lines written after the checkpoint (by a killed epoch)."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
+    weights, textures = resolve_stlm_weights(config), texture_source(dtd)
+    return Run.plan("stlm", config, data, weights_identities(config, weights), runs_dir=runs_dir, run_dir=run_dir,
+                    locations={"textures_root": str(getattr(textures, "root", "")) or None},
+                    resources={"weights": weights, "textures": textures},
+                    rotation=config.rotation_for(data.category), textures=textures.name)
 
 
 def _split(features: list[torch.Tensor], n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -180,11 +176,122 @@ def calibrate_level_norm(model: STLM, images, device: str | torch.device = "cpu"
 # ------------------------------------------------------------------------------------------------------ train
 
 
+class PseudoAnomalyBatches:
+    """Training batches of one category: geometric augmentation, then a pseudo anomaly (probability
+    ``aug_prob``) on each image, all drawn from one ``numpy.random.Generator`` (its state is checkpointed)."""
+
+    def __init__(self, images: np.ndarray, config: StlmConfig, category: str, textures, rng: np.random.Generator,
+                 device: str):
+        from stlm_core.stlm.pseudo_anomaly import anomaly_fill
+
+        self.images, self.config, self.rng, self.device = images, config, rng, device
+        self.rotation = config.rotation_for(category)
+        self.fill = anomaly_fill(config.anomaly_source, textures, images)
+        self.steps_per_epoch = len(images) // config.batch_size  # drop_last, as the official loader
+
+    def epoch(self) -> list[np.ndarray]:
+        """The image indices of each batch of one epoch (a fresh permutation)."""
+        order, size = self.rng.permutation(len(self.images)), self.config.batch_size
+        return [order[i * size:(i + 1) * size] for i in range(self.steps_per_epoch)]
+
+    def tensors(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pseudo-anomalous images, clean images, masks) of one batch, SAM-normalised (B, 3, S, S) and (B, 1, S, S)."""
+        from stlm_core.data.transforms import to_tensor
+        from stlm_core.stlm.pseudo_anomaly import geometric_augment, synthesize
+
+        c, anomalous, normal, masks = self.config, [], [], []
+        for i in index:
+            image = geometric_augment(self.images[i], self.rotation, self.rng)
+            aug, mask = synthesize(image, self.fill, self.rng, c.aug_prob, c.beta_max, c.perlin_max_exp,
+                                   c.perlin_threshold)
+            anomalous.append(to_tensor(aug, "sam"))
+            normal.append(to_tensor(image, "sam"))
+            masks.append(torch.from_numpy(mask)[None])
+        return tuple(torch.stack(t).to(self.device) for t in (anomalous, normal, masks))
+
+
+@dataclass
+class Trainer:
+    """What one training run changes: model, frozen teacher, optimisers, batches and the counters."""
+
+    model: STLM
+    teacher: torch.nn.Module
+    optimisers: dict[str, torch.optim.Optimizer]
+    batches: PseudoAnomalyBatches
+    epochs: int
+    epoch: int = 0
+    step: int = 0
+    train_s: float = 0.0
+    resumed_from: dict | None = None
+
+    @classmethod
+    def start(cls, run: Run, config: StlmConfig, images: np.ndarray, device: str, state: dict | None) -> "Trainer":
+        """A fresh trainer (model and teacher built from the run's weights, ``config.seed``), or, with a
+        checkpoint ``state``, the one that wrote it (weights, optimisers, RNG states, counters)."""
+        from stlm_core.stlm.build import build_for_training
+
+        if len(images) < config.batch_size:
+            raise StlmError(f"{run.data.dataset}/{run.data.category} has {len(images)} training images, fewer than "
+                            f"the batch size {config.batch_size}; lower --batch-size.")
+        model, teacher = build_for_training(config, run.resources["weights"])
+        model.to(device)
+        teacher.to(device)
+        optimisers = make_optimisers(model, config)
+        batches = PseudoAnomalyBatches(images, config, run.data.category, run.resources["textures"],
+                                       np.random.default_rng(config.seed), device)
+        epochs = (math.ceil(config.train_steps / batches.steps_per_epoch) if config.train_steps else config.epochs)
+        trainer = cls(model, teacher, optimisers, batches, epochs)
+        if state is not None:
+            model.load_state_dict(state["model"], strict=False)
+            if state.get("teacher") is not None:
+                teacher.load_state_dict(state["teacher"])
+            for name, opt in optimisers.items():
+                opt.load_state_dict(state["optimisers"][name])
+            batches.rng.bit_generator.state = state["numpy_rng"]
+            torch.set_rng_state(state["torch_rng"])
+            trainer.epoch, trainer.step, trainer.train_s = state["epoch"], state["step"], state["train_s"]
+            trainer.resumed_from = {"epoch": trainer.epoch, "step": trainer.step}
+        return trainer
+
+    def run_epoch(self, progress: bool) -> list[dict]:
+        """One epoch of :func:`training_step`; returns its loss rows (epoch, step, loss terms)."""
+        from tqdm import tqdm
+
+        t0, rows = time.perf_counter(), []
+        bar = tqdm(self.batches.epoch(), desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=not progress,
+                   leave=False)
+        for index in bar:
+            try:
+                parts = training_step(self.model, self.teacher, self.optimisers, *self.batches.tensors(index))
+            except TrainingDiverged as error:
+                raise TrainingDiverged(f"{error} at epoch {self.epoch + 1}, step {self.step + 1}. Training stopped; "
+                                       "the last good checkpoint is kept. Try another --seed or lower learning "
+                                       "rates; resume with --resume.") from None
+            self.step += 1
+            rows.append({"epoch": self.epoch + 1, "step": self.step, **parts})
+            bar.set_postfix(loss=f"{parts['loss']:.4f}")
+        self.epoch += 1
+        if self.epoch == self.epochs:  # statistics of the final model, saved with it
+            calibrate_level_norm(self.model, self.batches.images, self.batches.device)
+            self.model.train()
+        self.train_s += time.perf_counter() - t0
+        return rows
+
+    def checkpoint(self, run: Run) -> dict:
+        """What ``checkpoint.pt`` holds after the current epoch (see :mod:`stlm_core.stlm.checkpoint`)."""
+        return {"epoch": self.epoch, "epochs": self.epochs, "step": self.step, "model": self.model.trained_state(),
+                "teacher": self.teacher.state_dict() if run.weights["teacher"] == "random-init" else None,
+                "optimisers": {k: v.state_dict() for k, v in self.optimisers.items()},
+                "numpy_rng": self.batches.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "train_s": self.train_s, "weights": run.weights, "textures": run.record["textures"],
+                "device": self.batches.device, "threads": torch.get_num_threads(), "resumed_from": self.resumed_from}
+
+
 def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = None, runs_dir: str | Path = "runs",
-          device: str = "auto", dtd: str | Path | None = None, resume: bool = False, force: bool = False,
+          device: str = "auto", dtd: str | Path | None = None, resume: Resume = False, force: bool = False,
           evaluate: bool = True, save_maps: bool = True, progress: bool = True,
           stop_after_epoch: int | None = None, deterministic: bool = False,
-          on_epoch_end: Callable[[EpochEnd], None] | None = None) -> Path:
+          on_epoch_end: Callable[[EpochEnd], None] | None = None, planned: Run | None = None) -> Path:
     """Train STLM on one category (``train/good`` images only) and evaluate the final model; returns the run dir.
 
     Args:
@@ -193,131 +300,46 @@ def train(config: StlmConfig, data: DataSpec, *, run_dir: str | Path | None = No
         run_dir: output folder; default ``runs_dir/stlm/<dataset>/<category>/<run-id>``.
         device: ``auto`` | ``cpu`` | ``cuda[:i]``.
         dtd: DTD folder for the anomaly textures (default: ``$STLM_DTD`` or ``data/dtd``, else procedural).
-        resume: continue from the run's checkpoint; without it an existing checkpoint is an error (or, with
-            ``force``, is discarded).
+        resume: ``"auto"`` continues from an existing checkpoint, else starts; ``True`` continues (a run that
+            saved no epoch yet starts over); ``False`` starts, and an existing checkpoint is an error unless
+            ``force`` (see :meth:`stlm_core.runs.Run.resolve_resume`).
         evaluate: evaluate the final model on the test split (metrics.json, maps.npz, finished.json).
         save_maps: keep the maps (``maps.npz``) of the evaluation.
         stop_after_epoch: stop (as if killed) after this epoch's checkpoint; for tests of ``resume``.
         deterministic: ``torch.use_deterministic_algorithms(True)`` (slower; CPU runs repeat bitwise without it).
         on_epoch_end: called with an :class:`EpochEnd` after each epoch's checkpoint (learning curves); the
             model is switched back to training mode afterwards.
+        planned: the run of :func:`plan_stlm` (planned here when not given).
     """
-    from tqdm import tqdm
-
-    from stlm_core.data.transforms import to_tensor
-    from stlm_core.stlm.build import build_for_training, weights_identities
-    from stlm_core.stlm.pseudo_anomaly import anomaly_fill, geometric_augment, synthesize, texture_source
-
     device = resolve_device(device)
     data.validate(("train", "test") if evaluate else ("train",), action=f"train STLM on {data.dataset}/{data.category}")
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    textures = texture_source(dtd)
-    record, weights = stlm_record(config, data, textures.name)
-    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(runs_dir, record)
-    ckpt_path, log_path = run_dir / CHECKPOINT_FILE, run_dir / LOSSES_FILE
-    if resume and not ckpt_path.exists():
-        raise StlmError(f"--resume: no checkpoint at {ckpt_path}; start the run without --resume.")
-    if not resume and ckpt_path.exists() and not force:
-        raise StlmError(f"{run_dir} already holds a checkpoint; pass --resume to continue it or --force to restart.")
-    ensure_writable(run_dir)
-    state = load_checkpoint(ckpt_path, device) if resume else None  # a damaged file is reported before any change
-    if state is not None and state.get("record") != record:
-        raise StlmError(f"{ckpt_path} was written for a different configuration; use another run directory or "
-                        "restart with --force.")
-    with run_lock(run_dir), interrupts_reported(run_dir):  # Ctrl-C: say what was saved, how to resume
-        begin_run(run_dir, record, data, force=force and not resume,
-                  textures_root=str(getattr(textures, "root", "")) or None)
-        if not resume:
-            for stale in (ckpt_path, log_path):
-                stale.unlink(missing_ok=True)
-
+    run = planned or plan_stlm(config, data, dtd=dtd, runs_dir=runs_dir, run_dir=run_dir)
+    resuming = run.resolve_resume(resume, force=force)
+    state = load_checkpoint(run.checkpoint_path, device) if resuming else None  # damage is reported before any change
+    if state is not None and state.get("record") != run.record:
+        raise StlmError(f"{run.checkpoint_path} was written for a different configuration; use another run "
+                        "directory or restart with --force.")
+    with run.writing(resume=resuming, force=force), interrupts_reported(run.run_dir):  # Ctrl-C: what was saved
         images = data.load_images("train", config.image_size, progress=progress)
-        n_train = len(images)
-        if n_train < config.batch_size:
-            raise StlmError(f"{data.dataset}/{data.category} has {n_train} training images, fewer than the batch "
-                            f"size {config.batch_size}; lower --batch-size.")
-        steps_per_epoch = n_train // config.batch_size  # drop_last, as the official loader
-        epochs = math.ceil(config.train_steps / steps_per_epoch) if config.train_steps else config.epochs
-        rotation = config.rotation_for(data.category)
-        fill = anomaly_fill(config.anomaly_source, textures, images)
-
-        model, teacher = build_for_training(config, weights)
-        model.to(device)
-        teacher.to(device)
-        optimisers = make_optimisers(model, config)
-        rng = np.random.default_rng(config.seed)
-        start_epoch, step, elapsed, resumed_from = 0, 0, 0.0, None
-        if state is not None:
-            model.load_state_dict(state["model"], strict=False)
-            if state.get("teacher") is not None:
-                teacher.load_state_dict(state["teacher"])
-            for name, opt in optimisers.items():
-                opt.load_state_dict(state["optimisers"][name])
-            rng.bit_generator.state = state["numpy_rng"]
-            torch.set_rng_state(state["torch_rng"])
-            start_epoch, step, elapsed = state["epoch"], state["step"], state["train_s"]
-            resumed_from = {"epoch": start_epoch, "step": step}
-            _truncate_log(log_path, step)
-        identities = weights_identities(config, weights)
-
-        def batch_tensors(index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            anomalous, normal, masks = [], [], []
-            for i in index:
-                image = geometric_augment(images[i], rotation, rng)
-                aug, mask = synthesize(image, fill, rng, config.aug_prob, config.beta_max,
-                                       config.perlin_max_exp, config.perlin_threshold)
-                anomalous.append(to_tensor(aug, "sam"))
-                normal.append(to_tensor(image, "sam"))
-                masks.append(torch.from_numpy(mask)[None])
-            return (torch.stack(anomalous).to(device), torch.stack(normal).to(device),
-                    torch.stack(masks).to(device))
-
-        model.train()
-        for epoch in range(start_epoch, epochs):
-            t0 = time.perf_counter()
-            order = rng.permutation(n_train)
-            batches = [order[i * config.batch_size:(i + 1) * config.batch_size] for i in range(steps_per_epoch)]
-            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
-            lines = []
-            for index in bar:
-                x_a, x_n, mask = batch_tensors(index)
-                try:
-                    parts = training_step(model, teacher, optimisers, x_a, x_n, mask)
-                except TrainingDiverged as error:
-                    raise TrainingDiverged(
-                        f"{error} at epoch {epoch + 1}, step {step + 1}. Training stopped; the last good "
-                        f"checkpoint ({ckpt_path if ckpt_path.exists() else 'none yet'}) is kept. Try another "
-                        "--seed or lower learning rates; resume with --resume.") from None
-                step += 1
-                line = {"epoch": epoch + 1, "step": step, **parts}
-                lines.append(json.dumps(line))
-                bar.set_postfix(loss=f"{line['loss']:.4f}")
-            with open(log_path, "a", encoding="utf-8") as handle:
-                handle.write("".join(line + "\n" for line in lines))
-            if epoch + 1 == epochs:  # statistics of the final model, saved with it
-                calibrate_level_norm(model, images, device)
-                model.train()
-            elapsed += time.perf_counter() - t0
-            save_checkpoint(ckpt_path, {
-                "record": record, "epoch": epoch + 1, "epochs": epochs, "step": step,
-                "model": model.trained_state(),
-                "teacher": teacher.state_dict() if identities["teacher"] == "random-init" else None,
-                "optimisers": {k: v.state_dict() for k, v in optimisers.items()},
-                "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "train_s": elapsed, "weights": identities, "textures": textures.name, "device": device,
-                "threads": torch.get_num_threads(), "resumed_from": resumed_from,
-            })
+        trainer = Trainer.start(run, config, images, device, state)
+        run.truncate_log(trainer.step)
+        trainer.model.train()
+        while trainer.epoch < trainer.epochs:
+            rows = trainer.run_epoch(progress)
+            run.log_steps(rows)
+            run.save_checkpoint(trainer.checkpoint(run), CHECKPOINT_FORMAT)
             if progress:
-                print(f"epoch {epoch + 1}/{epochs}: loss {json.loads(lines[-1])['loss']:.4f}, {elapsed:.0f} s",
+                print(f"epoch {trainer.epoch}/{trainer.epochs}: loss {rows[-1]['loss']:.4f}, {trainer.train_s:.0f} s",
                       flush=True)
             if on_epoch_end is not None:
-                on_epoch_end(EpochEnd(epoch + 1, step, elapsed, model, teacher))
-                model.train()
-            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < epochs:
-                return run_dir
+                on_epoch_end(EpochEnd(trainer.epoch, trainer.step, trainer.train_s, trainer.model, trainer.teacher))
+                trainer.model.train()
+            if stop_after_epoch is not None and stop_after_epoch <= trainer.epoch < trainer.epochs:
+                return run.run_dir
         if evaluate:
             from stlm_core.stlm.evaluation import evaluate_locked
 
-            evaluate_locked(run_dir, data, device=device, save_maps=save_maps, progress=progress)
-    return run_dir
+            evaluate_locked(run, device=device, save_maps=save_maps, progress=progress)
+    return run.run_dir

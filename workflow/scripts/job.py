@@ -9,7 +9,8 @@
 
 The marker holds the run directory and is written (atomically) only after the run's finished.json exists, so a job
 that fails or is killed leaves no marker. An STLM run directory with a checkpoint but no finished.json (a job killed
-mid-training) is continued from its last epoch (``train(..., resume=True)``) instead of restarting.
+mid-training) is continued from its last epoch instead of restarting (``stlm_core.experiments.stlm_run``, whose
+rule is the one every caller uses: ``stlm_core.runs.Run.resolve_resume``).
 """
 
 from __future__ import annotations
@@ -34,24 +35,11 @@ def _write_marker(marker: str, run_dir: Path) -> None:
 
 
 def stlm(args) -> Path:
-    from stlm_core.data.spec import DataSpec
     from stlm_core.experiments import stlm_run
-    from stlm_core.runs import CHECKPOINT_FILE, is_finished, run_dir_for
-    from stlm_core.stlm import StlmConfig
-    from stlm_core.stlm.pseudo_anomaly import texture_source
     from stlm_core.stlm.study import VARIANTS
-    from stlm_core.stlm.training import stlm_record, train
 
-    overrides = {**VARIANTS[args.variant], "seed": args.seed}
-    config = StlmConfig.from_profile(args.profile, **overrides)
-    data = DataSpec(args.dataset, args.root, args.category, args.limit)
-    record, _ = stlm_record(config, data, texture_source(None).name)
-    run_dir = run_dir_for(args.runs_dir, record)
-    if not is_finished(run_dir) and (run_dir / CHECKPOINT_FILE).is_file():
-        print(f"resuming {run_dir} from its checkpoint (no finished.json)", flush=True)
-        return train(config, data, run_dir=run_dir, resume=True, device=args.device, progress=False)
     return stlm_run(args.dataset, args.root, args.category, profile=args.profile, runs_dir=args.runs_dir,
-                    limit=args.limit, device=args.device, **overrides)
+                    limit=args.limit, device=args.device, **VARIANTS[args.variant], seed=args.seed)
 
 
 def clipsam(args) -> Path:
