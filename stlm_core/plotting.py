@@ -6,44 +6,16 @@ notebooks display them inline and scripts can save them.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 
-def _pick_evenly(items: list, n: int) -> list:
-    if len(items) <= n:
-        return list(items)
-    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
-
-
-def dataset_gallery(dataset: str, root: str | Path, categories: list[str], n_normal: int = 2,
-                    n_defect: int = 3, thumb: float = 1.6) -> Figure:
-    """One row per category: ``n_normal`` normal training images, then ``n_defect`` defective test images, each
-    followed by its ground-truth mask (white = anomalous). Defective images are spread over defect types.
-
-    Datasets whose anomalies have kinds (MVTec LOCO: logical vs structural) get one row per category and kind, so
-    the two kinds are shown apart (row label ``category / kind``)."""
-    from stlm_core.data import open_dataset
-
-    rows: list[tuple[str, list]] = []
-    for category in categories:
-        train = open_dataset(dataset, root, category, "train")
-        test = open_dataset(dataset, root, category, "test")
-        normals = [("normal", train[i]) for i in range(min(n_normal, len(train)))]  # read once per category
-        groups: dict[str | None, dict[str, list[int]]] = {}
-        for i, record in enumerate(test.records):
-            if record.label == 1:
-                groups.setdefault(record.anomaly_kind, {}).setdefault(record.defect, []).append(i)
-        for kind, by_defect in (sorted(groups.items(), key=lambda kv: str(kv[0])) or [(None, {})]):
-            order = [idx for group in zip(*by_defect.values()) for idx in group] if by_defect else []
-            panels = list(normals)
-            for i in order[:n_defect]:
-                sample = test[i]  # read once for the image and its mask
-                panels += [("defect", sample), ("mask", sample)]
-            rows.append((category if kind is None else f"{category} / {kind}", panels))
-    n_cols = n_normal + 2 * n_defect
+def dataset_gallery(rows: list[tuple[str, list]], title: str = "", thumb: float = 1.6) -> Figure:
+    """One row per entry of ``rows`` (:func:`stlm_core.data.gallery.gallery_rows`: ``(label, panels)``, a panel
+    ``(role, sample)`` with role ``normal`` / ``defect`` / ``mask``): the images, each defect followed by its
+    ground-truth mask (white = anomalous)."""
+    n_cols = max((len(panels) for _, panels in rows), default=1)
     fig = Figure(figsize=(thumb * n_cols, thumb * len(rows) + 0.4), layout="constrained")
     axes = fig.subplots(len(rows), n_cols, squeeze=False)
     for row, (label, panels) in enumerate(rows):
@@ -61,7 +33,8 @@ def dataset_gallery(dataset: str, root: str | Path, categories: list[str], n_nor
                 ax.imshow(sample.image)
                 ax.set_title("normal" if role == "normal" else sample.defect, fontsize=8)
         axes[row][0].set_ylabel(label, fontsize=9)
-    fig.suptitle(f"{dataset}: normal training images, defective test images and their masks", fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -127,40 +100,6 @@ def prompt_marks(record: dict, to_shape: tuple[int, int], map_name: str) -> dict
     xy = [p for c in components for p in c["points"]]
     labels = np.array([lab for c in components for lab in c["labels"]], dtype=int)
     return {"map": map_name, "xy": scale_points(xy, tuple(record["shape"]), to_shape), "labels": labels}
-
-
-def example_rows(run_dir: str | Path, map_names: dict[str, str], per_defect: int = 1,
-                  max_rows: int = 4) -> list[dict]:
-    """Rows for :func:`anomaly_map_grid` from a run record: per defect type, the ``per_defect`` defective test
-    images with the largest masks (at the evaluation size), at most ``max_rows`` in all. ``map_names`` maps display
-    names to the run's map names (e.g. ``{"w/o FA": "wo_fa", "Ours (FA)": "fa"}``). Each row also carries
-    ``index`` (the image's index in the run), ``arrays`` (the run's per-image extra arrays) and, when the run has
-    per-image records, ``record``."""
-    from stlm_core.data.imageio import read_rgb
-    from stlm_core.data.transforms import resize_image
-    from stlm_core.runs import load_maps
-
-    run = load_maps(run_dir)
-    masks = run.masks
-    # Thin defects can vanish when masks are resized down to the evaluation size; show only visible ones.
-    visible = np.asarray(run.labels) * (masks.reshape(len(masks), -1).max(1) > 0)
-    defects = np.asarray(run.defects)
-    chosen: list[int] = []
-    for defect in sorted(set(defects[visible == 1].tolist())):
-        idx = np.flatnonzero((defects == defect) & (visible == 1))
-        chosen += idx[np.argsort(-masks[idx].reshape(len(idx), -1).sum(1))][:per_defect].tolist()
-    rows = []
-    for i in chosen[:max_rows]:
-        path = Path(str(run.paths[i]))
-        image = resize_image(read_rgb(path), masks.shape[-1])
-        row = {"image": image, "mask": masks[i], "title": f"{defects[i]} ({path.name})", "index": int(i)}
-        if run.records is not None:
-            row["record"] = run.records[i]
-        row["arrays"] = {name: value[i] for name, value in run.arrays.items()}
-        for display, name in map_names.items():
-            row[display] = np.asarray(run.maps[name][i], dtype=np.float32)
-        rows.append(row)
-    return rows
 
 
 def _panel(ax, picture, title: str, cmap: str | None = None, **kwargs) -> None:
@@ -233,15 +172,13 @@ def cps_stages_figure(rows: list[dict], thumb: float = 1.7) -> Figure | None:
     return fig
 
 
-def loss_curves(run_dirs: dict[str, str | Path], terms: tuple[str, ...] = ("loss", "plain", "denoise", "focal", "l1"),
+def loss_curves(logs: dict, terms: tuple[str, ...] = ("loss", "plain", "denoise", "focal", "l1"),
                 width: float = 3.2) -> Figure:
-    """One panel per run (title = key): each loss term of ``losses.jsonl`` against the optimisation step."""
-    from stlm_core.runs import read_losses
-
-    fig = Figure(figsize=(width * len(run_dirs), 2.6), layout="constrained")
-    axes = fig.subplots(1, len(run_dirs), squeeze=False, sharey=True)[0]
-    for ax, (title, run_dir) in zip(axes, run_dirs.items()):
-        log = read_losses(run_dir)
+    """One panel per run (title = key): each loss term of a run's loss log (a ``DataFrame`` with ``step`` and the
+    terms, as :func:`stlm_core.runs.read_losses` returns it) against the optimisation step."""
+    fig = Figure(figsize=(width * len(logs), 2.6), layout="constrained")
+    axes = fig.subplots(1, len(logs), squeeze=False, sharey=True)[0]
+    for ax, (title, log) in zip(axes, logs.items()):
         for term in terms:
             if term in log:
                 ax.plot(log["step"], log[term], lw=1, label=term)

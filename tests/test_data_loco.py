@@ -121,10 +121,11 @@ def test_corrupt_mask(tmp_path):
 
 
 def test_gallery_shows_logical_and_structural_anomalies_apart(tmp_path):
+    from stlm_core.data.gallery import gallery_rows
     from stlm_core.plotting import dataset_gallery
 
     root = write_loco(tmp_path / "loco")
-    fig = dataset_gallery("loco", root, ["juice_bottle"], n_normal=1, n_defect=2)
+    fig = dataset_gallery(gallery_rows("loco", root, ["juice_bottle"], n_normal=1, n_defect=2))
     labels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
     assert labels == ["juice_bottle / logical", "juice_bottle / structural"]
     titles = {ax.get_title() for ax in fig.axes[3:5]}     # the logical row's images carry only logical defects

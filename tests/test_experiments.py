@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from stlm_core.experiments import clipsam_run, stlm_run
-from stlm_core.plotting import anomaly_map_grid, prompt_marks, scale_points, example_rows
+from stlm_core.plotting import anomaly_map_grid, prompt_marks, scale_points
+from stlm_core.runs import example_rows
 from stlm_core.runs import load_maps, load_runs, read_extras, read_run
 
 

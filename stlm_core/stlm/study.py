@@ -14,69 +14,19 @@ import numpy as np
 
 from stlm_core.data.spec import DataSpec
 
-# Named variants: overrides on top of the profile they are run with. "paper_faithful" is the official code's
-# recipe at the profile's resolution (random TinyViT students, shared decoder, jointly trained FA head).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "cpu": {},
-    "paper_faithful": {"teacher": "efficientnet_lite0", "student": "tinyvit", "use_plain": True, "fa_prior": None,
-                       "wo_fa_combine": "product", "student_freeze_bn": False, "feature_stride": 16,
-                       "anomaly_source": "texture"},
-    "paper_faithful_sam_teacher": {"teacher": "reduced", "student": "tinyvit", "use_plain": True, "fa_prior": None,
-                                   "wo_fa_combine": "product", "student_freeze_bn": False, "feature_stride": 16,
-                                   "anomaly_source": "texture"},
-    "stride_16": {"feature_stride": 16},
-    "stride_8": {"feature_stride": 8},
-    "random_teacher": {"teacher_pretrained": False},
-    "plain_stream": {"use_plain": True},
-    "no_fa_prior": {"fa_prior": None},
-    "product_map": {"wo_fa_combine": "product"},
-    "student_bn_train": {"student_freeze_bn": False},
-    "no_fa": {"use_fa": False},
-    "one_level": {"use_decoder": False},
-    "aug_prob_1": {"aug_prob": 1.0},
-    "aug_prob_0.25": {"aug_prob": 0.25},
-    "tinyvit_students": {"student": "tinyvit", "feature_stride": 16},
-    "fa_lr_x0.1": {"lr_fa_res": 0.01, "lr_fa_head": 0.001},
-    "batch_8": {"batch_size": 8},
-    "size_320": {"image_size": 320, "eval_size": 256},
-    "fa_detach": {"fa_detach": True},
-    "no_fa_level_norm": {"use_fa": False, "level_norm": "normal_stats"},
-    "patch_anomalies": {"anomaly_source": "patches"},
-    "texture_anomalies": {"anomaly_source": "texture"},
-    "mixed_anomalies": {"anomaly_source": "mixed"},
-    "teacher_lite2": {"teacher": "efficientnet_lite2"},
-    "fa_detach_textures": {"fa_detach": True, "anomaly_source": "texture"},
-    "patches_fa_lr_x0.1": {"anomaly_source": "patches", "lr_fa_res": 0.01, "lr_fa_head": 0.001},
-}
 
-# STLM-T5: the factor each ablation variant changes, and its setting (the reference is the profile as is).
-ABLATION_FACTORS: dict[str, tuple[str, str]] = {
-    "cpu": ("reference", "the profile as is"),
-    "random_teacher": ("teacher", "randomly initialised (knows nothing)"),
-    "plain_stream": ("plain stream", "a trained plain student instead of the frozen teacher"),
-    "one_level": ("decoder level", "off (one feature level)"),
-    "no_fa": ("FA head", "off (the w/o-FA map is the result)"),
-    "aug_prob_1": ("pseudo-anomaly probability", "1.0"),
-    "aug_prob_0.25": ("pseudo-anomaly probability", "0.25"),
-    "tinyvit_students": ("student init", "random TinyViT-5M students + shared decoder"),
-    "paper_faithful": ("all of the official recipe", "random TinyViT students, plain stream, default FA init, textures"),
-    "student_bn_train": ("student BatchNorm", "statistics updated at batch 2"),
-    "no_fa_prior": ("FA head init", "default bias (no prior)"),
-    "product_map": ("w/o-FA map", "product over levels"),
-    "stride_16": ("feature grid", "stride 16"),
-    "stride_8": ("feature grid", "stride 8"),
-    "fa_lr_x0.1": ("FA learning rates", "a tenth of the official (SGD 0.01 / 0.001)"),
-    "batch_8": ("batch size", "8 (official: 2), same number of steps"),
-    "size_320": ("input resolution", "320 px (metrics still at 256 px)"),
-    "fa_detach": ("FA gradient", "the FA head learns on detached features (its losses never reach the streams)"),
-    "no_fa_level_norm": ("FA head and level norm", "off; the w/o-FA map with each level standardised on normal images"),
-    "patch_anomalies": ("pseudo-anomaly fill", "crops of the category's own training images"),
-    "texture_anomalies": ("pseudo-anomaly fill", "DTD (or procedural) textures, the paper's choice"),
-    "mixed_anomalies": ("pseudo-anomaly fill", "half textures, half crops of training images (the cpu profile)"),
-    "teacher_lite2": ("teacher", "EfficientNet-Lite2 (Lite0's larger sibling)"),
-    "fa_detach_textures": ("FA gradient, with textures", "detached FA head, texture pseudo-anomalies"),
-    "patches_fa_lr_x0.1": ("pseudo-anomaly fill and FA learning rates", "training-image crops, FA SGD at 0.01 / 0.001"),
-}
+def _variant_table() -> dict[str, dict[str, Any]]:
+    import yaml
+
+    return yaml.safe_load((Path(__file__).with_name("variants.yaml")).read_text())
+
+
+# The one table of variants (``variants.yaml``): name -> StlmConfig overrides on top of the profile they are run
+# with, and, for the ablation table (STLM-T5), name -> (factor changed, its setting), in the table's order.
+VARIANT_TABLE = _variant_table()
+VARIANTS: dict[str, dict[str, Any]] = {name: dict(v.get("overrides") or {}) for name, v in VARIANT_TABLE.items()}
+ABLATION_FACTORS: dict[str, tuple[str, str]] = {name: (v["factor"], v["setting"]) for name, v in VARIANT_TABLE.items()
+                                                if "factor" in v}
 
 
 def standardised_wo_fa(model, config, images: np.ndarray, train_images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
