@@ -6,7 +6,6 @@ notebooks display them inline and scripts can save them.
 
 from __future__ import annotations
 
-
 import numpy as np
 from matplotlib.figure import Figure
 

@@ -50,7 +50,7 @@ def test_losses_prefer_the_right_answer():
 
 def test_training_lowers_loss_on_tiny_synthetic_set(backbone):
     data = SquaresSet()
-    adapters, history = train_adapters(backbone, [data], "toy", epochs=6, seed=0, progress=False)
+    adapters, history = train_adapters(backbone, [data], "toy", ClipSamConfig.from_profile("smoke", adapter_lr=1e-2), epochs=6, seed=0, progress=False)
     losses = history["epoch_loss"]
     assert len(losses) == 6 and history["images"] == 8
     assert losses[-1] < 0.9 * losses[0], losses
@@ -58,12 +58,12 @@ def test_training_lowers_loss_on_tiny_synthetic_set(backbone):
 
 def test_save_load_round_trip_and_mismatch(backbone, tmp_path):
     data = SquaresSet(n=4)
-    adapters, history = train_adapters(backbone, [data], "mvtec", epochs=1, seed=0, progress=False)
-    meta = adapter_meta(backbone, "mvtec", ["widget"], history)
+    adapters, history = train_adapters(backbone, [data], "mvtec", ClipSamConfig.from_profile("smoke", adapter_lr=1e-2), epochs=1, seed=0, progress=False)
+    meta = adapter_meta(backbone, "mvtec", ["widget"], history, ClipSamConfig.from_profile("smoke", adapter_lr=1e-2))
     path = save_adapters(tmp_path / "a.pt", adapters, meta)
     loaded, meta2 = load_adapters(path, backbone)
     assert meta2["trained_on"] == "mvtec" and meta2["split"] == "test"
-    tokens = [torch.randn(1, 64, backbone.width) for _ in range(backbone.config.n_layers)]
+    tokens = [torch.randn(1, 64, backbone.width) for _ in range(backbone.n_layers)]
     with torch.no_grad():
         for a, b in zip(adapters(tokens), loaded(tokens)):
             torch.testing.assert_close(a, b)
@@ -79,7 +79,7 @@ def test_save_load_round_trip_and_mismatch(backbone, tmp_path):
 def test_april_gan_release_format_loads_with_its_dataset_from_the_file_name(backbone, tmp_path):
     """APRIL-GAN saves {"trainable_linearlayer": LinearLayer.state_dict()} with fc.<i> keys; the same weights give
     the same outputs once read, and the file name says which dataset they were trained on."""
-    width, embed_dim, n = backbone.width, backbone.embed_dim, backbone.config.n_layers
+    width, embed_dim, n = backbone.width, backbone.embed_dim, backbone.n_layers
     fc = torch.nn.ModuleList(torch.nn.Linear(width, embed_dim) for _ in range(n))  # APRIL-GAN's layout
     path = tmp_path / "visa_pretrained.pth"
     torch.save({"trainable_linearlayer": {f"fc.{k}": v for k, v in fc.state_dict().items()}}, path)
@@ -113,7 +113,7 @@ def test_a_run_records_where_april_gan_adapters_were_trained_and_warns_on_the_sa
     from stlm_core.clipsam.zeroshot import adapters_identity, run
     from stlm_core.data.spec import DataSpec
 
-    width, embed_dim, n = backbone.width, backbone.embed_dim, backbone.config.n_layers
+    width, embed_dim, n = backbone.width, backbone.embed_dim, backbone.n_layers
     fc = torch.nn.ModuleList(torch.nn.Linear(width, embed_dim) for _ in range(n))
     path = tmp_path / "mvtec_pretrained.pth"
     torch.save({"trainable_linearlayer": {f"fc.{k}": v for k, v in fc.state_dict().items()}}, path)

@@ -43,9 +43,11 @@ def test_text_features_normalised_two_columns(smoke_clip):
 
 
 def test_clip_map_shape_range_and_layers(smoke_clip):
-    cfg = smoke_clip.config
+    cfg = ClipSamConfig.from_profile("smoke")
     image = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
-    map_a, score = clip_anomaly_maps(smoke_clip, TrainingFreeLocaliser(), [image, image], "bottle")
+    map_a, score = clip_anomaly_maps(smoke_clip, TrainingFreeLocaliser(), [image, image], "bottle",
+                                     logit_scale=cfg.logit_scale, align_corners=cfg.map_align_corners)
+    assert (smoke_clip.image_size, smoke_clip.n_layers) == (cfg.clip_image_size, cfg.n_layers)
     assert map_a.shape == (2, cfg.clip_image_size, cfg.clip_image_size)
     assert map_a.min() >= 0 and map_a.max() <= cfg.n_layers + 1e-5
     assert score.shape == (2,) and ((score >= 0) & (score <= 1)).all()

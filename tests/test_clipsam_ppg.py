@@ -8,7 +8,7 @@ import torch
 
 from stlm_core.clipsam.config import ClipSamConfig
 from stlm_core.clipsam.ppg import (
-    extreme_region, feature_similarity, generate_prompts, point_spacing, ring_region, select_spaced,
+    PromptRules, extreme_region, feature_similarity, generate_prompts, point_spacing, ring_region, select_spaced,
 )
 
 
@@ -61,7 +61,7 @@ def test_positives_inside_blobs_spaced_and_negatives_on_ring():
     cfg = ClipSamConfig.from_profile("paper", tau=0.5, k_positive=3, k_negative=3, min_spacing_px=15, ring_kernel=25)
     m = two_blob_map()
     s_a = extreme_region(m, cfg.tau)
-    prompts = generate_prompts(m, distance_similarity((70, 60)), cfg)
+    prompts = generate_prompts(m, distance_similarity((70, 60)), PromptRules.from_config(cfg))
     assert len(prompts) == 2                                    # one per connected component
     # highest peak first: the component of the first blob
     first = prompts[0]
@@ -105,7 +105,7 @@ def test_ring_is_outside_region_and_within_kernel():
 def test_ring_at_border_stays_in_image():
     cfg = ClipSamConfig.from_profile("paper", min_spacing_px=5)
     m = gaussian((80, 80), (0, 0), 8).astype(np.float32)          # blob in the corner
-    (p,) = generate_prompts(m, distance_similarity((0, 0)), cfg)
+    (p,) = generate_prompts(m, distance_similarity((0, 0)), PromptRules.from_config(cfg))
     assert p.ring.shape == m.shape
     assert (p.negatives >= 0).all() and (p.negatives[:, 0] < 80).all() and (p.negatives[:, 1] < 80).all()
 
@@ -113,12 +113,12 @@ def test_ring_at_border_stays_in_image():
 def test_empty_extreme_region_gives_no_prompts():
     cfg = ClipSamConfig.from_profile("paper")
     m = np.full((50, 50), 0.2, np.float32)
-    assert generate_prompts(m, distance_similarity((0, 0)), cfg) == []
+    assert generate_prompts(m, distance_similarity((0, 0)), PromptRules.from_config(cfg)) == []
 
 
 def test_global_region_mode_gives_one_prompt_set():
     cfg = ClipSamConfig.from_profile("paper", per_component=False, min_spacing_px=15)
-    prompts = generate_prompts(two_blob_map(), distance_similarity((70, 60)), cfg)
+    prompts = generate_prompts(two_blob_map(), distance_similarity((70, 60)), PromptRules.from_config(cfg))
     assert len(prompts) == 1 and len(prompts[0].positives) == 3
 
 

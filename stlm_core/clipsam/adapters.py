@@ -21,6 +21,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from stlm_core.clipsam.clip_localiser import ClipBackbone, layer_probabilities
+from stlm_core.clipsam.config import ClipSamConfig
 from stlm_core.data.transforms import resize_mask
 from stlm_core.errors import WeightsError
 
@@ -113,25 +114,27 @@ def train_adapters(
     backbone: ClipBackbone,
     datasets: Sequence,
     dataset_name: str,
+    config: ClipSamConfig,
     epochs: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[LinearAdapters, dict]:
-    """Train APRIL-GAN adapters on the given datasets (each: a sequence of samples with masks, one category).
+    """Train APRIL-GAN adapters on the given datasets (each: a sequence of samples with masks, one category),
+    with the training settings of ``config`` (``adapter_*``, ``focal_*``, ``logit_scale``).
 
     ``datasets`` should be the **test** splits of every category of ``dataset_name`` (cross-dataset protocol).
     Returns the adapters and a history ``{"epoch_loss": [...], "step_loss": [...], ...}``.
     """
     from tqdm import tqdm
 
-    cfg = backbone.config
+    cfg = config
     torch.manual_seed(seed)
     epochs = cfg.epochs_for(dataset_name) if epochs is None else epochs
     classes = [ds.category for ds in datasets]
     text = torch.stack([backbone.text_features(c) for c in classes])            # (C, E, 2)
-    adapters = LinearAdapters(backbone.width, backbone.embed_dim, cfg.n_layers).to(backbone.device)
+    adapters = LinearAdapters(backbone.width, backbone.embed_dim, backbone.n_layers).to(backbone.device)
     optimiser = torch.optim.Adam(adapters.parameters(), lr=cfg.adapter_lr, betas=cfg.adapter_betas)
-    data = _MaskedImages(datasets, cfg.clip_image_size, cfg.adapter_mosaic_rate.get(dataset_name, 0.0), seed)
+    data = _MaskedImages(datasets, backbone.image_size, cfg.adapter_mosaic_rate.get(dataset_name, 0.0), seed)
     loader = DataLoader(data, batch_size=cfg.adapter_batch_size, shuffle=True, collate_fn=_collate,
                         generator=torch.Generator().manual_seed(seed))
     history: dict = {"epoch_loss": [], "step_loss": [], "epochs": epochs, "images": len(data)}
@@ -140,7 +143,7 @@ def train_adapters(
         losses = []
         for images, masks, cls in tqdm(loader, desc=f"adapters epoch {epoch + 1}/{epochs}", disable=not progress):
             _, tokens = backbone.encode_image(backbone.preprocess(images))      # frozen CLIP
-            probs = layer_probabilities(adapters(tokens), text[cls], cfg.clip_image_size,
+            probs = layer_probabilities(adapters(tokens), text[cls], backbone.image_size,
                                         cfg.logit_scale, cfg.map_align_corners)
             loss = adapter_loss(probs, masks.to(backbone.device), cfg.focal_gamma, cfg.focal_smooth)
             optimiser.zero_grad()
@@ -209,8 +212,7 @@ def load_adapters(path: str | Path, backbone: ClipBackbone | None = None) -> tup
     adapters = LinearAdapters(meta["width"], meta["embed_dim"], meta["n_layers"])
     adapters.load_state_dict(state)
     if backbone is not None:
-        cfg = backbone.config
-        want = (backbone.width, backbone.embed_dim, cfg.n_layers, cfg.clip_model, list(cfg.clip_layers))
+        want = (backbone.width, backbone.embed_dim, backbone.n_layers, backbone.model_name, list(backbone.layers))
         have = (meta["width"], meta["embed_dim"], meta["n_layers"], meta.get("clip_model"), list(meta.get("clip_layers", [])))
         if want != have:
             raise WeightsError(
@@ -219,14 +221,14 @@ def load_adapters(path: str | Path, backbone: ClipBackbone | None = None) -> tup
     return adapters.to(backbone.device if backbone is not None else "cpu").eval(), meta
 
 
-def adapter_meta(backbone: ClipBackbone, dataset_name: str, categories: Sequence[str], history: dict) -> dict:
-    """Metadata stored with trained adapters (and copied into run records)."""
-    cfg = backbone.config
+def adapter_meta(backbone: ClipBackbone, dataset_name: str, categories: Sequence[str], history: dict,
+                 config: ClipSamConfig) -> dict:
+    """Metadata stored with trained adapters (and copied into run records); ``config``: the training settings."""
     return {
         "trained_on": dataset_name, "categories": list(categories), "split": "test",
-        "width": backbone.width, "embed_dim": backbone.embed_dim, "n_layers": cfg.n_layers,
-        "clip_model": cfg.clip_model, "clip_layers": list(cfg.clip_layers), "clip_image_size": cfg.clip_image_size,
-        "clip_weights": backbone.weights, "profile": cfg.profile, "epochs": history.get("epochs"),
+        "width": backbone.width, "embed_dim": backbone.embed_dim, "n_layers": backbone.n_layers,
+        "clip_model": backbone.model_name, "clip_layers": list(backbone.layers), "clip_image_size": backbone.image_size,
+        "clip_weights": backbone.weights, "profile": config.profile, "epochs": history.get("epochs"),
         "images": history.get("images"), "epoch_loss": history.get("epoch_loss"),
-        "lr": cfg.adapter_lr, "batch_size": cfg.adapter_batch_size,
+        "lr": config.adapter_lr, "batch_size": config.adapter_batch_size,
     }

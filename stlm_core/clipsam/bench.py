@@ -59,7 +59,7 @@ def bench_clipsam(profile: str, image_size: int | None = None, runs: int = 3, wa
     from stlm_core.clipsam.config import ClipSamConfig
     from stlm_core.clipsam.cps import run_cascade
     from stlm_core.clipsam.pipeline import ClipSamPipeline
-    from stlm_core.clipsam.ppg import generate_prompts, sam_similarity_fn
+    from stlm_core.clipsam.ppg import PromptRules, generate_prompts, sam_similarity_fn
     from stlm_core.clipsam.sam_backend import build_sam
 
     config = ClipSamConfig.from_profile(profile)
@@ -83,7 +83,8 @@ def bench_clipsam(profile: str, image_size: int | None = None, runs: int = 3, wa
         sam.set_image(image)
 
     def ppg():
-        state["prompts"] = generate_prompts(clip_map, sam_similarity_fn(sam, config.cofeature), config)
+        state["prompts"] = generate_prompts(clip_map, sam_similarity_fn(sam, config.cofeature),
+                                            PromptRules.from_config(config))
 
     timed = _TimedPredictor(sam.predictor)
 

@@ -41,14 +41,24 @@ def _is_torchscript_archive(path: Path) -> bool:
 
 @dataclass
 class ClipBackbone:
-    """A frozen open_clip model with the tokenizer, tapped blocks and cached per-class text features."""
+    """A frozen open_clip model with the tokenizer, tapped blocks and cached per-class text features.
+
+    ``model_name``: open_clip's name of the model; ``layers``: the tapped transformer blocks, 1-indexed;
+    ``image_size``: the input side in pixels; ``weights``: the weights identity (``random-init`` or
+    ``<name>@<sha256>``)."""
 
     model: torch.nn.Module
     tokenizer: object
-    config: ClipSamConfig
+    model_name: str
+    layers: tuple[int, ...]
+    image_size: int
     weights: str
     device: torch.device = torch.device("cpu")
     _text_cache: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
 
     @property
     def width(self) -> int:
@@ -60,12 +70,12 @@ class ClipBackbone:
 
     @property
     def indices(self) -> list[int]:
-        """0-indexed block indices of ``config.clip_layers``."""
-        return [layer - 1 for layer in self.config.clip_layers]
+        """0-indexed block indices of :attr:`layers`."""
+        return [layer - 1 for layer in self.layers]
 
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """uint8 (H, W, 3) images -> float32 (B, 3, S, S), bicubic squash, CLIP normalisation."""
-        size = self.config.clip_image_size
+        size = self.image_size
         return torch.stack([to_tensor(resize_image(im, size, Image.BICUBIC), "clip") for im in images]).to(self.device)
 
     @torch.no_grad()
@@ -120,7 +130,8 @@ def build_clip(
     model = model.to(device).eval().requires_grad_(False)
     tokenizer = open_clip.get_tokenizer(config.clip_model)
     weights = weights_identity(config.clip_weights or f"clip-{config.clip_model}", path)
-    return ClipBackbone(model, tokenizer, config, weights, torch.device(device))
+    return ClipBackbone(model, tokenizer, config.clip_model, tuple(config.clip_layers), config.clip_image_size, weights,
+                        torch.device(device))
 
 
 def _overrides(config: ClipSamConfig) -> dict:
@@ -186,15 +197,16 @@ localiser_registry: dict[str, type] = {"training_free": TrainingFreeLocaliser, "
 
 @torch.no_grad()
 def clip_anomaly_maps(
-    backbone: ClipBackbone, localiser, images: Sequence[np.ndarray], class_name: str
+    backbone: ClipBackbone, localiser, images: Sequence[np.ndarray], class_name: str, *, logit_scale: float,
+    align_corners: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Map_a (B, S, S) in [0, n_layers] at ``clip_image_size`` and APRIL-GAN's CLS image score (B,) in [0, 1]."""
-    cfg = backbone.config
+    """Map_a (B, S, S) in [0, n_layers] at the backbone's ``image_size`` and APRIL-GAN's CLS image score (B,) in
+    [0, 1]. ``logit_scale``: the temperature of the two-way softmax; ``align_corners``: of the bilinear upsampling."""
     x = backbone.preprocess(images)
     cls, tokens = backbone.encode_image(x)
     text = backbone.text_features(class_name)
-    probs = layer_probabilities(localiser.project(backbone, tokens), text, cfg.clip_image_size,
-                                cfg.logit_scale, cfg.map_align_corners)
+    probs = layer_probabilities(localiser.project(backbone, tokens), text, backbone.image_size, logit_scale,
+                                align_corners)
     map_a = probs[:, :, 1].sum(dim=1)
-    score = torch.softmax(cfg.logit_scale * cls @ text, dim=-1)[:, 1]
+    score = torch.softmax(logit_scale * cls @ text, dim=-1)[:, 1]
     return map_a, score

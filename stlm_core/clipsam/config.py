@@ -12,7 +12,6 @@ table (``paper`` / ``code`` = the baselines the paper builds on / ``ours``). Bui
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from stlm_core.configs import PROFILE_TABLES, ProfileConfig, check_choice

@@ -29,7 +29,7 @@ from stlm_core.clipsam.clip_localiser import ClipBackbone, build_clip, clip_anom
 from stlm_core.clipsam.config import ClipSamConfig
 from stlm_core.clipsam.cps import CascadeResult, run_cascade
 from stlm_core.clipsam.fusion import fuse, image_score
-from stlm_core.clipsam.ppg import PromptSet, generate_prompts, sam_similarity_fn
+from stlm_core.clipsam.ppg import PromptRules, PromptSet, generate_prompts, sam_similarity_fn
 from stlm_core.clipsam.sam_backend import SamBackend, build_sam
 from stlm_core.data.transforms import resize_mask
 from stlm_core.weights import AUTO
@@ -108,6 +108,7 @@ class ClipSamPipeline:
 
     def __init__(self, config: ClipSamConfig, clip: ClipBackbone, localiser, sam: SamBackend):
         self.config, self.clip, self.localiser, self.sam = config, clip, localiser, sam
+        self.prompt_rules = PromptRules.from_config(config)
 
     @classmethod
     def build(
@@ -138,8 +139,10 @@ class ClipSamPipeline:
 
     def clip_stage(self, image: np.ndarray, class_name: str) -> tuple[np.ndarray, float]:
         """``clip_map`` (H, W) in [0, 1] and APRIL-GAN's CLS score."""
-        map_a, cls_score = clip_anomaly_maps(self.clip, self.localiser, [image], class_name)
-        return upsample_map(map_a[0], image.shape[:2]) / self.config.n_layers, float(cls_score[0])
+        map_a, cls_score = clip_anomaly_maps(self.clip, self.localiser, [image], class_name,
+                                             logit_scale=self.config.logit_scale,
+                                             align_corners=self.config.map_align_corners)
+        return upsample_map(map_a[0], image.shape[:2]) / self.clip.n_layers, float(cls_score[0])
 
     @torch.no_grad()
     def run_image(self, image: np.ndarray, class_name: str) -> ImageResult:
@@ -156,7 +159,7 @@ class ClipSamPipeline:
             self.sam.set_image(image)
             times["sam_encoder"] = (time.perf_counter() - t0) * 1e3
             t0 = time.perf_counter()
-            prompts = generate_prompts(clip_map, sam_similarity_fn(self.sam, cfg.cofeature), cfg)
+            prompts = generate_prompts(clip_map, sam_similarity_fn(self.sam, cfg.cofeature), self.prompt_rules)
             times["ppg"] = (time.perf_counter() - t0) * 1e3
             t0 = time.perf_counter()
             for prompt in prompts:

@@ -13,19 +13,40 @@ original-image pixels (column, row), float; labels 1 (positive) / 0 (negative).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 import torch
 
-from stlm_core.clipsam.config import ClipSamConfig
-
 _SHAPES = {"ellipse": cv2.MORPH_ELLIPSE, "rect": cv2.MORPH_RECT, "cross": cv2.MORPH_CROSS}
 
 SimilarityFn = Callable[[np.ndarray], np.ndarray]
 """Maps a boolean support mask (H, W) to a similarity map (H, W), higher = more similar to the support."""
+
+
+@dataclass(frozen=True)
+class PromptRules:
+    """PPG's settings: ``tau`` (S_a threshold on map_norm in [0, 1]), ``k_positive`` / ``k_negative`` points per
+    region, spacing ``min(min_spacing_px, spacing_cap_fraction * shorter side)`` pixels, ``per_component`` (one prompt
+    set per 8-connected component of S_a, at most ``max_components``), the ring's dilation kernel side in pixels
+    (``ring_kernel``) and shape (``ring_kernel_shape``: ellipse | rect | cross)."""
+
+    tau: float
+    k_positive: int
+    k_negative: int
+    min_spacing_px: float
+    spacing_cap_fraction: float
+    per_component: bool
+    max_components: int
+    ring_kernel: int
+    ring_kernel_shape: str
+
+    @classmethod
+    def from_config(cls, config: Any) -> "PromptRules":
+        """The rules named by a config's fields of the same names (e.g. a ``ClipSamConfig``)."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 @dataclass
@@ -91,25 +112,25 @@ def components(s_a: np.ndarray, score: np.ndarray, max_components: int) -> list[
     return regions[:max_components]
 
 
-def generate_prompts(map_norm: np.ndarray, similarity_fn: SimilarityFn, config: ClipSamConfig) -> list[PromptSet]:
+def generate_prompts(map_norm: np.ndarray, similarity_fn: SimilarityFn, rules: PromptRules) -> list[PromptSet]:
     """PPG on one image: a list of prompt sets (one per component of S_a, or one for all of S_a); empty list if
     S_a is empty (the caller then skips SAM)."""
     map_norm = np.asarray(map_norm, dtype=np.float32)
-    s_a = extreme_region(map_norm, config.tau)
+    s_a = extreme_region(map_norm, rules.tau)
     if not s_a.any():
         return []
-    spacing = point_spacing(map_norm.shape, config.min_spacing_px, config.spacing_cap_fraction)
-    regions = components(s_a, map_norm, config.max_components) if config.per_component else [s_a]
+    spacing = point_spacing(map_norm.shape, rules.min_spacing_px, rules.spacing_cap_fraction)
+    regions = components(s_a, map_norm, rules.max_components) if rules.per_component else [s_a]
     prompts = []
     for region in regions:
         r_a = region * map_norm                                              # eq. (1)
-        positives = select_spaced(r_a, region, config.k_positive, spacing)   # eq. (2)
-        ring = ring_region(region, s_a, config.ring_kernel, config.ring_kernel_shape)  # eq. (3)
+        positives = select_spaced(r_a, region, rules.k_positive, spacing)   # eq. (2)
+        ring = ring_region(region, s_a, rules.ring_kernel, rules.ring_kernel_shape)  # eq. (3)
         similarity = None
         negatives = np.zeros((0, 2), np.float32)
-        if ring.any() and config.k_negative > 0:
+        if ring.any() and rules.k_negative > 0:
             similarity = similarity_fn(region)                               # eqs. (4)-(6)
-            negatives = select_spaced(-similarity, ring, config.k_negative, spacing)  # eq. (7)
+            negatives = select_spaced(-similarity, ring, rules.k_negative, spacing)  # eq. (7)
         points = np.concatenate([positives, negatives])
         labels = np.concatenate([np.ones(len(positives), np.int64), np.zeros(len(negatives), np.int64)])
         prompts.append(PromptSet(points, labels, region, ring, similarity))

@@ -146,9 +146,9 @@ def train_adapters_file(config: ClipSamConfig, dataset: str, root: str | Path, o
     torch.manual_seed(config.seed)
     backbone = build_clip(config, clip_checkpoint, device)
     t0 = time.perf_counter()
-    adapters, history = train_adapters(backbone, datasets, dataset, epochs=epochs, seed=config.seed,
+    adapters, history = train_adapters(backbone, datasets, dataset, config, epochs=epochs, seed=config.seed,
                                        progress=progress)
-    meta = adapter_meta(backbone, dataset, categories, history)
+    meta = adapter_meta(backbone, dataset, categories, history, config)
     meta.update({"root": str(root), "seed": config.seed, "train_s": time.perf_counter() - t0, "limit": limit})
     path = save_adapters(out, adapters, meta)
     return {"path": path, "history": history, "categories": categories,
