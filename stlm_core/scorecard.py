@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any, Mapping
 
 from stlm_core.paper_results import GAIN_SUFFIX, best_baseline
@@ -457,69 +456,6 @@ def fidelity_note(result: Mapping | None = None) -> str | None:
     return (f"the code computes the official function (checked against the official code at "
             f"{str(prov['official_commit'])[:7]} on {prov['date']}: inference within {worst(('inference',)):.0e} "
             f"relative, one training step within {worst(('training step', 'after one step')):.0e})")
-
-
-# ---------------------------------------------------------------------------------------------- measurement
-
-
-def _patchcore_latency(profile: str, runs: int, warmup: int, device: str, n_train: int) -> float:
-    """Median batch-1 ms of PatchCore with a memory bank of the size a fit on ``n_train`` images gives."""
-    from stlm_core.baselines.bench import bench_patchcore
-
-    return bench_patchcore(profile, runs=runs, warmup=warmup, device=device, n_train=n_train)["latency"]["median_ms"]
-
-
-def measure_speed_ratios(profile: str = "cpu", *, paper_architecture: bool = True, runs: int = 2, warmup: int = 1,
-                         device: str = "cpu", n_train: int = 200, cache_dir: str | Path | None = None
-                         ) -> dict[str, Any]:
-    """Batch-1 latencies of STLM and PatchCore on this device and their ratios, shaped like
-    :func:`stlm_core.baselines.bench.speed_ratios` but quicker (no coreset fit; see :func:`_patchcore_latency`).
-
-    ``paper_architecture``: also time the paper architectures (STLM at 1024 px, about 6 s per forward on one CPU
-    thread; PatchCore with WideResNet-50 at 224 px) that the "8x faster" claim is about.
-    ``cache_dir``: keep the result in a JSON file there, keyed by the arguments, host, thread count and torch
-    version, and reuse it (the efficiency chapter and the scorecard then show the same measurement, and a rebuilt
-    book does not time everything again). The result says when it was measured (``measured_at``).
-    """
-    import datetime
-    import socket
-
-    import torch
-
-    from stlm_core.fileio import atomic_write_json, read_json
-    from stlm_core.runs import config_id
-
-    key = {"profile": profile, "paper_architecture": paper_architecture, "runs": runs, "warmup": warmup,
-           "device": device, "n_train": n_train, "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "host": socket.gethostname()}
-    cache = Path(cache_dir) / f"speed_ratios-{config_id(key)}.json" if cache_dir is not None else None
-    if cache is not None and cache.is_file():
-        return read_json(cache)
-
-    from stlm_core.baselines.patchcore_run import PatchCoreConfig
-    from stlm_core.stlm.bench import bench_stlm
-
-    profiles = (["paper"] if paper_architecture else []) + ([profile] if profile != "paper" else [])
-    median, ratios = {}, {}
-    for name in profiles:
-        stlm = bench_stlm(name, runs=runs, warmup=warmup, device=device)
-        config = PatchCoreConfig.from_profile(name)
-        stlm_key = f"stlm_{name}_{stlm['image_size']}"
-        patchcore_key = f"patchcore_{_backbone_word(config.backbone)}_{config.image_size}"
-        median[stlm_key] = stlm["latency"]["median_ms"]
-        median[patchcore_key] = _patchcore_latency(name, runs, warmup, device, n_train)
-        ratios[f"{patchcore_key} / {stlm_key}"] = median[patchcore_key] / median[stlm_key]
-    result = {"median_ms": median, "ratios": ratios, "device": device, "threads": torch.get_num_threads(),
-              "runs": runs, "warmup": warmup,
-              "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(cache, result)
-    return result
-
-
-def _backbone_word(backbone: str) -> str:
-    return {"wide_resnet50_2": "wrn50", "efficientnet_lite0": "lite0"}.get(backbone, backbone)
 
 
 # ---------------------------------------------------------------------------------------------- page helpers

@@ -135,14 +135,15 @@ def test_speedup_claims_sit_beside_the_measured_ratio_only_where_measured():
 
 
 def test_speed_ratios_are_cached_by_their_arguments(tmp_path, monkeypatch):
-    from stlm_core import scorecard
+    from stlm_core.baselines import bench
 
     calls = []
-    monkeypatch.setattr(scorecard, "_patchcore_latency", lambda *a: calls.append("pc") or 10.0)
-    first = scorecard.measure_speed_ratios("smoke", paper_architecture=False, runs=1, warmup=0, cache_dir=tmp_path)
-    again = scorecard.measure_speed_ratios("smoke", paper_architecture=False, runs=1, warmup=0, cache_dir=tmp_path)
+    monkeypatch.setattr(bench, "bench_patchcore", lambda *a, **k: calls.append("pc") or {"latency": {"median_ms": 10.0}})
+    first = bench.speed_ratios("smoke", paper_architecture=False, runs=1, warmup=0, cache_dir=tmp_path)
+    again = bench.speed_ratios("smoke", paper_architecture=False, runs=1, warmup=0, cache_dir=tmp_path)
     assert again == first and calls == ["pc"]                       # the second call reads the file
-    scorecard.measure_speed_ratios("smoke", paper_architecture=False, runs=2, warmup=0, cache_dir=tmp_path)
+    assert first["ratios"]["patchcore_lite0_64 / stlm_smoke_128"] == 10.0 / first["median_ms"]["stlm_smoke_128"]
+    bench.speed_ratios("smoke", paper_architecture=False, runs=2, warmup=0, cache_dir=tmp_path)
     assert calls == ["pc", "pc"]                                     # other arguments: measured again
 
 

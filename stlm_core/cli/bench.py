@@ -169,7 +169,7 @@ def _bench_machine(args) -> int:
 def _bench_ratios(args) -> int:
     from stlm_core.baselines.bench import speed_ratios
 
-    result = speed_ratios(device=args.device, runs=args.runs, warmup=args.warmup)
+    result = speed_ratios("cpu", device=args.device, runs=args.runs, warmup=args.warmup)
     if args.json:
         print(_to_json(result))
         return 0
