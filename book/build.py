@@ -177,6 +177,13 @@ def execute(chapter: dict, output: Path, parameters: dict) -> None:
           "the build started)", flush=True)
 
 
+def execution_rank(job: tuple) -> int:
+    """Chapters execute in navigation order, except ``run_early`` ones first (their runs are reused by later
+    chapters) and ``run_last`` ones last (they summarise the others)."""
+    chapter = job[0]
+    return 0 if chapter.get("run_early") else 2 if chapter.get("run_last") else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = yaml.safe_load((BOOK / "chapters.yml").read_text())
@@ -197,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         pages.setdefault(Path(chapter["notebook"]).stem, []).append(out_stem)
     library = library_fingerprint()
     previous = ""
-    for chapter, out_stem, params, suffix in sorted(jobs, key=lambda job: bool(job[0].get("run_last"))):
+    for chapter, out_stem, params, suffix in sorted(jobs, key=execution_rank):
         output = GENERATED / f"{out_stem}.ipynb"
         budget = {} if args.full or args.profile else chapter.get("budget", {})
         params = {**chapter.get("params", {}), **budget, **params, "runs_dir": str(args.runs_dir), "pages": pages}

@@ -3,7 +3,7 @@
 Each group of subcommands lives in its own light module of this package (no torch import at module level) that
 exposes ``register(subparsers)``: ``data`` (synthetic data, checks), ``download`` (datasets and weights),
 ``stlm`` (train, evaluate), ``clipsam`` (zeroshot, adapters), ``bench``, ``check`` (equivalence with the official
-code). This file only lists them. The handlers
+code), ``deploy`` (export, predict). This file only lists them. The handlers
 are thin: they build a config with ``from_profile`` and call the library's entry points. User-fixable problems raise
 :class:`stlm_core.errors.StlmError` and are printed as ``error: <message>`` with exit status 2, as are file-system
 errors a user can fix (permissions, read-only or full disk, a file where a folder is needed); bad option values are
@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stlm_core.cli.clipsam",
     "stlm_core.cli.bench",
     "stlm_core.cli.check",
+    "stlm_core.cli.deploy",
 )
 
 

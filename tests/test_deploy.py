@@ -1,0 +1,149 @@
+"""Deployment: `stlm export` files reproduce the eager maps (onnxruntime and OpenVINO, fp32 and int8), and
+`stlm predict` runs without torch and reports bad input with a clear error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stlm_core.errors import StlmError
+
+REPO = Path(__file__).resolve().parents[1]
+FP32_TOLERANCE = 1e-4          # absolute, on STLM maps in [0, 1]
+PATCHCORE_RELATIVE = 1e-5      # PatchCore maps are distances (tens): 1e-5 of the map's largest value
+INT8_AUROC_TOLERANCE = 0.05    # pixel AUROC of the int8 model within this of the fp32 model's
+
+
+def _run_stlm(root: Path, runs: Path, dataset: str, category: str) -> Path:
+    """A short run of the cpu recipe (EfficientNet-Lite0 streams, FA head) at 64 px: what int8 export supports."""
+    import torch
+
+    from stlm_core.experiments import stlm_run
+
+    torch.set_num_threads(1)
+    return stlm_run(dataset, root, category, profile="cpu", runs_dir=runs, device="cpu", image_size=64,
+                    eval_size=64, train_steps=4)
+
+
+def _run_patchcore(root: Path, runs: Path, dataset: str, category: str) -> Path:
+    from stlm_core.experiments import patchcore_run
+
+    return patchcore_run(dataset, root, category, profile="smoke", runs_dir=runs, device="cpu")
+
+
+def _exported_maps(model_file: Path, run_dir: Path):
+    from stlm_core.deploy.runtime import ExportedModel, read_input_image, to_model_input
+    from stlm_core.runs import load_maps
+
+    eager = load_maps(run_dir)
+    model = ExportedModel.load(model_file, threads=1)
+    images = [read_input_image(Path(p)) for p in eager.paths]
+    maps, scores = model(to_model_input(images, model.input_size))
+    return eager, maps, scores
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, synthetic_root):
+    """STLM (cpu recipe, 64 px) and PatchCore (smoke) runs on one synthetic category, exported in every format."""
+    from stlm_core.deploy.export import export_run
+
+    runs = tmp_path_factory.mktemp("deploy_runs")
+    stlm = _run_stlm(synthetic_root, runs, "synthetic", "carpet_like")
+    patchcore = _run_patchcore(synthetic_root, runs, "synthetic", "carpet_like")
+    files = {}
+    for fmt in ("onnx", "openvino"):
+        files["stlm", fmt, "fp32"] = export_run(stlm, fmt)
+        files["stlm", fmt, "int8"] = export_run(stlm, fmt, int8=True, calibration=8)
+        files["patchcore", fmt, "fp32"] = export_run(patchcore, fmt)
+    return {"stlm": stlm, "patchcore": patchcore, "files": files}
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+@pytest.mark.parametrize("method", ["stlm", "patchcore"])
+def test_fp32_export_reproduces_the_eager_maps_and_ranking(exported, method, fmt):
+    eager, maps, scores = _exported_maps(exported["files"][method, fmt, "fp32"], exported[method])
+    reference = eager.maps[eager.primary]
+    tolerance = FP32_TOLERANCE if method == "stlm" else PATCHCORE_RELATIVE * float(np.abs(reference).max())
+    assert np.abs(maps - reference).max() <= tolerance
+    assert np.array_equal(np.argsort(scores, kind="stable"), np.argsort(eager.scores[eager.primary], kind="stable"))
+    sidecar = json.loads(Path(str(exported["files"][method, fmt, "fp32"]) + ".json").read_text())
+    assert sidecar["method"] == method and sidecar["precision"] == "fp32" and sidecar["opset"] >= 13
+    assert sidecar["source_run"]["weights"] and len(sidecar["model_sha256"]) == 64
+    assert sidecar["versions"]["onnxruntime" if fmt == "onnx" else "openvino"]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_int8_stlm_keeps_its_pixel_auroc(exported, fmt):
+    from stlm_core.metrics import compute_metrics
+
+    eager, maps, scores = _exported_maps(exported["files"]["stlm", fmt, "int8"], exported["stlm"])
+    fp32 = compute_metrics(masks=eager.masks, maps=eager.maps["fa"], labels=eager.labels,
+                           image_scores=eager.scores["fa"])
+    int8 = compute_metrics(masks=eager.masks, maps=maps, labels=eager.labels, image_scores=scores)
+    assert abs(int8["pixel_auroc"] - fp32["pixel_auroc"]) <= INT8_AUROC_TOLERANCE
+    weights = {precision: exported["files"]["stlm", fmt, precision] for precision in ("int8", "fp32")}
+    if fmt == "openvino":  # the IR's weights are in the .bin beside the .xml
+        weights = {k: v.with_suffix(".bin") for k, v in weights.items()}
+    assert weights["int8"].stat().st_size < weights["fp32"].stat().st_size
+
+
+def test_int8_patchcore_is_refused_with_the_measured_reason(exported):
+    from stlm_core.deploy.export import export_run
+
+    with pytest.raises(StlmError, match="int8 PatchCore is not offered"):
+        export_run(exported["patchcore"], "onnx", int8=True)
+
+
+def test_export_on_the_real_bottle_sample(tmp_path, sample_root):
+    """On real images: the fp32 export reproduces the eager maps within the tolerance."""
+    from stlm_core.deploy.export import export_run
+
+    run = _run_stlm(sample_root, tmp_path / "runs", "mvtec", "bottle")
+    eager, maps, scores = _exported_maps(export_run(run, "onnx"), run)
+    assert np.abs(maps - eager.maps[eager.primary]).max() <= FP32_TOLERANCE
+    assert np.array_equal(np.argsort(scores, kind="stable"), np.argsort(eager.scores[eager.primary], kind="stable"))
+
+
+def _predict(*args: str) -> subprocess.CompletedProcess:
+    """`stlm predict` in a fresh interpreter where importing torch fails: the command must not need it."""
+    code = ("import sys; sys.modules['torch'] = None; from stlm_core.cli import main; "
+            f"sys.exit(main({['predict', *args]!r}))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=REPO)
+
+
+def test_predict_writes_overlays_and_scores_without_torch(exported, tmp_path):
+    model = exported["files"]["stlm", "onnx", "fp32"]
+    images = Path(json.loads((exported["stlm"] / "data.json").read_text())["root"]) / "carpet_like" / "test"
+    result = _predict("--model", str(model), "--input", str(images), "--out", str(tmp_path / "out"), "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = (tmp_path / "out" / "scores.csv").read_text().splitlines()
+    n_images = len([p for p in images.rglob("*.png")])
+    assert rows[0] == "file,score" and len(rows) == n_images + 1
+    assert len(list((tmp_path / "out").glob("*.png"))) == n_images
+
+
+def test_predict_reports_bad_input_with_exit_2_and_no_traceback(exported, tmp_path):
+    model = exported["files"]["stlm", "onnx", "fp32"]
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not an image")
+    truncated = tmp_path / "stlm.onnx"
+    truncated.write_bytes(model.read_bytes()[:4000])
+    (tmp_path / "stlm.onnx.json").write_text(Path(str(model) + ".json").read_text())
+    wrong_size = tmp_path / "sized" / "stlm.onnx"
+    wrong_size.parent.mkdir()
+    wrong_size.write_bytes(model.read_bytes())
+    sidecar = json.loads(Path(str(model) + ".json").read_text())
+    sidecar["input"]["size"] = 128
+    (wrong_size.parent / "stlm.onnx.json").write_text(json.dumps(sidecar))
+    cases = {"not_image": (("--model", str(model), "--input", str(not_image)), str(not_image)),
+             "truncated": (("--model", str(truncated), "--input", str(not_image)), str(truncated)),
+             "wrong_size": (("--model", str(wrong_size), "--input", str(not_image)), "takes 64x64 inputs")}
+    for name, (args, expected) in cases.items():
+        result = _predict(*args, "--out", str(tmp_path / name), "--quiet")
+        assert result.returncode == 2, (name, result.stderr[-2000:])
+        assert expected in result.stderr and "Traceback" not in result.stderr, (name, result.stderr[-2000:])
