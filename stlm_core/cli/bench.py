@@ -6,9 +6,11 @@ Light module (no torch/numpy import at module level); the work happens in ``stlm
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 from stlm_core.cli.options import add_dataset, positive_int
@@ -93,6 +95,25 @@ def register(subparsers) -> None:
     machine.add_argument("--json", action="store_true", help="print the result as JSON")
     machine.set_defaults(func=_bench_machine)
 
+    deploy = targets.add_parser(
+        "deploy", help="latency, throughput, memory and file size per deployment backend (STLM vs PatchCore)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "For STLM cpu (256 px), STLM paper (1024 px), PatchCore-Lite0 (256 px) and PatchCore-WRN50 (224 px), on\n"
+            "eager PyTorch, torch.compile, onnxruntime and OpenVINO, fp32 and (STLM cpu) int8, at each --threads:\n"
+            "batch-1 latency (median, p95), images/s at batch 8, peak RSS and file size, each in its own process;\n"
+            "then the PatchCore / STLM latency ratio per backend (the paper: about 9x, on a GPU). Prints this\n"
+            "machine's matmul GFLOPS first. Run it on a quiet machine: the paper model takes minutes."))
+    deploy.add_argument("--models", default=None, help="comma-separated subset of the models (default all)")
+    deploy.add_argument("--backends", default=None, help="comma-separated subset of eager,torch.compile,onnxruntime,"
+                                                         "openvino (default all)")
+    deploy.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    deploy.add_argument("--runs", type=positive_int, default=20, help="timed batch-1 runs (default 20)")
+    deploy.add_argument("--warmup", type=positive_int, default=3, help="untimed runs first (default 3)")
+    deploy.add_argument("--workdir", type=Path, default=Path("runs/bench/deploy"), help="where exported files go")
+    deploy.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    deploy.set_defaults(func=_bench_deploy)
+
     learning = targets.add_parser(
         "learning", help="learning curves of STLM variants (pixel AUROC of the FA and w/o-FA maps against steps)",
         description="Train each named variant (stlm_core.stlm.study.VARIANTS, on top of --profile) for --steps steps on "
@@ -163,6 +184,26 @@ def _bench_machine(args) -> int:
     else:
         print(f"{result['gflops']:.1f} GFLOPS (torch fp32 {result['size']}x{result['size']} matmul, "
               f"{result['threads']} threads, {result['cpu_count']} CPUs, torch {result.get('torch', '?')})")
+    return 0
+
+
+def _bench_deploy(args) -> int:
+    import pandas as pd
+
+    from stlm_core.bench import matmul_gflops
+    from stlm_core.deploy.bench import bench_deploy, speed_ratio_table
+    from stlm_core.fileio import atomic_write_json
+
+    gflops = matmul_gflops()["gflops"]
+    print(f"this machine: {gflops:.1f} GFLOPS (torch fp32 2048x2048 matmul, default threads)", flush=True)
+    split = (lambda text: [part.strip() for part in text.split(",") if part.strip()] if text else None)
+    rows = bench_deploy(split(args.models), split(args.backends), [int(t) for t in split(args.threads)],
+                        runs=args.runs, warmup=args.warmup, workdir=args.workdir)
+    if args.out is not None:
+        atomic_write_json(args.out, {"gflops": gflops, "rows": rows})
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(pd.DataFrame(rows).round(2).to_string(index=False))
+        print(speed_ratio_table(rows).round(2).to_string())
     return 0
 
 
