@@ -147,3 +147,20 @@ def test_predict_reports_bad_input_with_exit_2_and_no_traceback(exported, tmp_pa
         result = _predict(*args, "--out", str(tmp_path / name), "--quiet")
         assert result.returncode == 2, (name, result.stderr[-2000:])
         assert expected in result.stderr and "Traceback" not in result.stderr, (name, result.stderr[-2000:])
+
+
+def test_bench_deploy_measures_each_row_in_its_own_process(tmp_path):
+    """One real row per backend (PatchCore-Lite0, the cheapest model), and the ratio table from rows."""
+    from stlm_core.deploy.bench import bench_deploy, speed_ratio_table
+
+    rows = bench_deploy(["patchcore_lite0_256"], ["eager", "onnxruntime"], [1], runs=2, warmup=1,
+                        workdir=tmp_path, progress=False)
+    assert [(r["backend"], r["precision"]) for r in rows] == [("eager", "fp32"), ("onnxruntime", "fp32")]
+    for row in rows:
+        assert "error" not in row, row
+        assert row["median_ms"] > 0 and row["p95_ms"] >= row["median_ms"] * 0.5 and row["peak_rss_mb"] > 0
+        assert row["images_per_s_b8"] > 0 and row["input_size"] == 256
+    assert rows[1]["file_mb"] > 1  # backbone and memory bank
+    fake = [{"model": m, "backend": "onnxruntime", "precision": "fp32", "threads": 1, "median_ms": ms}
+            for m, ms in (("stlm_cpu_256", 100.0), ("patchcore_lite0_256", 50.0))]
+    assert speed_ratio_table(fake).iloc[0, 0] == 0.5  # PatchCore twice as fast: STLM is 2x slower
