@@ -23,7 +23,7 @@ book: $(STAMP)
 
 # The whole test suite; pytest's "no tests collected" (exit 5) counts as a failure.
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider tests; rc=$$?; \
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests collected: failing"; exit 1; fi; exit $$rc
 
 clean-book:
