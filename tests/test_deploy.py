@@ -164,3 +164,25 @@ def test_bench_deploy_measures_each_row_in_its_own_process(tmp_path):
     fake = [{"model": m, "backend": "onnxruntime", "precision": "fp32", "threads": 1, "median_ms": ms}
             for m, ms in (("stlm_cpu_256", 100.0), ("patchcore_lite0_256", 50.0))]
     assert speed_ratio_table(fake).iloc[0, 0] == 0.5  # PatchCore twice as fast: STLM is 2x slower
+
+
+def test_the_paper_architecture_exports_and_runs_one_image(tmp_path):
+    """STLM at the paper's size (TinyViT students, shared decoder, FA head at 1024 px; seeded random weights, no
+    official checkpoint needed for the graph): exported, run by onnxruntime, equal to eager."""
+    import torch
+
+    from stlm_core.deploy.bench import build_graph
+    from stlm_core.deploy.export import export_onnx
+    from stlm_core.deploy.runtime import ExportedModel
+
+    torch.set_num_threads(1)
+    graph, size = build_graph("stlm_paper_1024")
+    assert size == 1024
+    path = export_onnx(graph, size, tmp_path / "stlm_paper.onnx")
+    (tmp_path / "stlm_paper.onnx.json").write_text(json.dumps({"input": {"size": size}}))
+    image = np.random.default_rng(0).uniform(0, 255, (1, 3, size, size)).astype(np.float32)
+    maps, scores = ExportedModel.load(path, threads=1)(image)
+    with torch.inference_mode():
+        eager_map, eager_score = graph(torch.from_numpy(image))
+    assert maps.shape == tuple(eager_map.shape) and np.abs(maps - eager_map.numpy()).max() <= FP32_TOLERANCE
+    assert abs(float(scores[0]) - float(eager_score[0])) <= FP32_TOLERANCE

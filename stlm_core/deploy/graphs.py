@@ -38,8 +38,9 @@ class StlmGraph(nn.Module):
         from stlm_core.data.transforms import NORMALISATIONS
 
         self.normalise = Normalise(*(normalisation or NORMALISATIONS["sam"]))
-        self.model = model.eval()
+        self.model = model
         self.eval_size, self.top_k = int(eval_size), int(top_k)
+        self.eval()  # inference only (the exporter restores this mode after tracing)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from stlm_core.stlm.model import image_scores, upsample
@@ -70,6 +71,7 @@ class PatchCoreGraph(nn.Module):
         self.register_buffer("projection", projection if projection is not None else torch.empty(0))
         self.blur_sigma = detector.blur_sigma if detector.blur else 0.0
         self.eval_size = int(eval_size)
+        self.eval()  # inference only (the exporter restores this mode after tracing)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from stlm_core.baselines.patchcore import gaussian_blur
