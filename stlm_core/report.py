@@ -120,7 +120,7 @@ def describe_robustness(table, reference: str = "cpu") -> list[str]:
     """Sentences from :func:`stlm_core.stlm.study.robustness_table`: the recipe (variant, map) ranked first (every
     category measured, the targets met, the best worst category), where the reference profile's reported map stands
     by the same rule, and which recipes were measured on fewer categories."""
-    from stlm_core.stlm.study import TARGET_AUPRO, TARGET_PIXEL_AUROC
+    from stlm_core.stlm.study import TARGET_AUPRO, TARGET_PIXEL_AUROC, TIE_POINTS
 
     if table is None or len(table) == 0:
         return []
@@ -133,6 +133,14 @@ def describe_robustness(table, reference: str = "cpu") -> list[str]:
              f"{100 * top['worst_aupro']:.1f} % at worst (pixel AUROC on {top['worst_category']}; mean "
              f"{100 * top['mean']:.1f} %, spread {100 * top['spread']:.1f} points); it "
              + ("meets" if top["meets_targets"] else "does not meet") + f" the targets ({targets})."]
+    tied = table.iloc[1:][(table.iloc[1:]["categories"] == n)
+                          & (table.iloc[1:]["meets_targets"] == top["meets_targets"])
+                          & ((top["worst"] - table.iloc[1:]["worst"]).abs() < TIE_POINTS / 100)]
+    if len(tied):
+        lines.append("Within " + f"{TIE_POINTS:g} points of its worst pixel AUROC (a tie for one seed and a few dozen "
+                     "test images) and ranked after it by the worst AUPRO: "
+                     + "; ".join(f"{r['variant']} / {MAP_NAMES.get(r['map'], r['map'])} ({100 * r['worst']:.1f} %, "
+                                 f"AUPRO {100 * r['worst_aupro']:.1f} %)" for _, r in tied.iterrows()) + ".")
     reference_rows = table[table["variant"] == reference]
     if len(reference_rows) and not (top["variant"] == reference and top["map"] == "fa"):
         reported = reference_rows[reference_rows["map"] == "fa"]

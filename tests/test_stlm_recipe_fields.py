@@ -131,6 +131,21 @@ def test_robustness_table_judges_each_recipe_by_its_worst_category_at_the_last_s
     assert "worst category" in " ".join(describe_robustness(table))
 
 
+def test_recipes_within_half_a_point_are_tied_and_ranked_by_their_worst_aupro():
+    import pandas as pd
+
+    from stlm_core.report import describe_robustness
+    from stlm_core.stlm.study import robustness_table
+
+    recipes = {"sharp": (0.962, 0.86), "covering": (0.960, 0.91), "far": (0.950, 0.99)}  # worst AUROC, worst AUPRO
+    rows = [{"variant": name, "category": category, "seed": 0, "step": 500, "fa.pixel_auroc": auroc + bump,
+             "fa.pixel_aupro": aupro + bump, "fa.image_auroc": 1.0}
+            for name, (auroc, aupro) in recipes.items() for category, bump in (("a", 0.0), ("b", 0.02))]
+    table = robustness_table(pd.DataFrame(rows))
+    assert list(table["variant"]) == ["covering", "sharp", "far"]  # 0.2 points apart: a tie; 1.2 points: not
+    assert "sharp / FA map (96.2 %, AUPRO 86.0 %)" in " ".join(describe_robustness(table, reference="covering"))
+
+
 def test_a_recorded_study_round_trips_with_its_provenance(tmp_path, capsys):
     import json
 
@@ -155,7 +170,8 @@ def test_the_recorded_study_shipped_with_the_package_covers_every_new_variant():
     from stlm_core.stlm.study import VARIANTS, robustness_table
 
     frame, provenance = load_recorded_study()
-    assert {"cpu", "texture_anomalies", "patch_anomalies", "fa_detach_textures"} <= set(frame["variant"])
+    assert {"cpu", "texture_anomalies", "patch_anomalies", "fa_detach_textures", "fa_detach", "teacher_lite2"} <= set(frame["variant"])
+    assert frame[frame["variant"].isin(["cpu", "fa_detach", "teacher_lite2"])].groupby("variant")["category"].nunique().min() == 5
     assert set(frame["variant"]) <= set(VARIANTS)  # every recorded name still means a set of overrides
     assert provenance["gflops"] and provenance["stlm_core_commit"]
     assert frame.groupby("variant")["step"].max().min() >= 500

@@ -111,7 +111,10 @@ def register(subparsers) -> None:
     deploy.add_argument("--runs", type=positive_int, default=20, help="timed batch-1 runs (default 20)")
     deploy.add_argument("--warmup", type=positive_int, default=3, help="untimed runs first (default 3)")
     deploy.add_argument("--workdir", type=Path, default=Path("runs/bench/deploy"), help="where exported files go")
-    deploy.add_argument("--out", type=Path, default=None, help="also write the rows as JSON here")
+    deploy.add_argument("--out", type=Path, default=None,
+                        help="also write the rows with their provenance (GFLOPS, date, commit, --note) as JSON here; "
+                             "the efficiency chapter shows such a file (stlm_core/deploy/recorded_bench.json)")
+    deploy.add_argument("--note", default="", help="how the rows were measured (kept with them in --out)")
     deploy.set_defaults(func=_bench_deploy)
 
     learning = targets.add_parser(
@@ -190,9 +193,11 @@ def _bench_machine(args) -> int:
 def _bench_deploy(args) -> int:
     import pandas as pd
 
+    import datetime
+    import subprocess
+
     from stlm_core.bench import matmul_gflops
-    from stlm_core.deploy.bench import bench_deploy, speed_ratio_table
-    from stlm_core.fileio import atomic_write_json
+    from stlm_core.deploy.bench import bench_deploy, record_bench, speed_ratio_table
 
     gflops = matmul_gflops()["gflops"]
     print(f"this machine: {gflops:.1f} GFLOPS (torch fp32 2048x2048 matmul, default threads)", flush=True)
@@ -200,7 +205,10 @@ def _bench_deploy(args) -> int:
     rows = bench_deploy(split(args.models), split(args.backends), [int(t) for t in split(args.threads)],
                         runs=args.runs, warmup=args.warmup, workdir=args.workdir)
     if args.out is not None:
-        atomic_write_json(args.out, {"gflops": gflops, "rows": rows})
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
+        record_bench(rows, args.out, gflops=gflops, date=datetime.date.today().isoformat(), stlm_core_commit=commit,
+                     note=args.note)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(pd.DataFrame(rows).round(2).to_string(index=False))
         print(speed_ratio_table(rows).round(2).to_string())

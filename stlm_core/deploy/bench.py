@@ -199,3 +199,56 @@ def speed_ratio_table(rows: list[dict[str, Any]]):
         if patchcore in table and stlm in table:
             out[label] = table[patchcore] / table[stlm]
     return out
+
+
+RECORDED = Path(__file__).with_name("recorded_bench.json")
+
+
+def record_bench(rows: list[dict[str, Any]], path: str | Path = RECORDED, **provenance: Any) -> Path:
+    """Write ``stlm bench deploy`` rows with their provenance (machine GFLOPS, date, commit, a note) as one JSON."""
+    from stlm_core.fileio import atomic_write_json
+
+    return atomic_write_json(Path(path), {"provenance": provenance, "rows": rows})
+
+
+def load_recorded_bench(path: str | Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(rows, provenance) of a recorded deploy benchmark (default: the one recorded with this package)."""
+    data = json.loads(Path(path or RECORDED).read_text())
+    return data["rows"], data["provenance"]
+
+
+def latency_table(rows: list[dict[str, Any]]):
+    """Median batch-1 latency (ms) per model (rows) and backend / precision / threads (columns); failed rows
+    are left out."""
+    import pandas as pd
+
+    frame = pd.DataFrame([r for r in rows if "error" not in r])
+    if frame.empty:
+        return frame
+    frame["setting"] = frame["backend"] + " " + frame["precision"] + ", " + frame["threads"].astype(str) + " thr"
+    return frame.pivot_table(index="model", columns="setting", values="median_ms").round(1)
+
+
+def describe_deploy(rows: list[dict[str, Any]]) -> list[str]:
+    """Sentences: the fastest setting of STLM cpu and of PatchCore-Lite0 (same input size), the ratio between them,
+    and each one's speed-up over eager PyTorch at the same thread count."""
+    good = [r for r in rows if "error" not in r]
+    sentences = []
+    best = {}
+    for model in ("stlm_cpu_256", "patchcore_lite0_256"):
+        mine = [r for r in good if r["model"] == model]
+        if not mine:
+            continue
+        top = min(mine, key=lambda r: r["median_ms"])
+        eager = [r for r in mine if r["backend"] == "eager" and r["threads"] == top["threads"]]
+        speedup = f", {eager[0]['median_ms'] / top['median_ms']:.1f}x eager PyTorch's {eager[0]['median_ms']:.0f} ms" \
+            if eager else ""
+        sentences.append(f"{model}: fastest with {top['backend']} {top['precision']} at {top['threads']} thread(s), "
+                         f"{top['median_ms']:.0f} ms per image{speedup}.")
+        best[model] = top
+    if len(best) == 2:
+        ratio = best["patchcore_lite0_256"]["median_ms"] / best["stlm_cpu_256"]["median_ms"]
+        sentences.append(f"Best against best, PatchCore-Lite0 takes {ratio:.2f}x STLM cpu's time: STLM is "
+                         + (f"{ratio:.1f}x faster" if ratio > 1 else f"{1 / ratio:.1f}x slower")
+                         + " on this CPU (the paper: about 9x faster, on a GPU, against PatchCore with WideResNet-50).")
+    return sentences
