@@ -111,7 +111,7 @@ def measure_one(name: str, backend: str, precision: str, threads: int, runs: int
     latency = measure_latency(lambda: run(one), warmup=warmup, runs=runs)
     times = sorted(latency["times_ms"])
     row.update(median_ms=latency["median_ms"], p95_ms=float(np.percentile(times, 95)), runs=runs, warmup=warmup)
-    batch = measure_latency(lambda: run(eight), warmup=1, runs=max(3, runs // 5))
+    batch = measure_latency(lambda: run(eight), warmup=1, runs=max(2, runs // 10))
     row["images_per_s_b8"] = 8000.0 / batch["median_ms"]
     row["peak_rss_mb"] = peak_memory_mb()
     row["input_size"] = size
