@@ -356,8 +356,27 @@ def speed_claim_row(measured: Mapping | None) -> dict:
     ratio = ratios[PAPER_SPEED_RATIO]
     status = REPRODUCED if ratio >= claimed * SPEED_TOLERANCE else \
         f"{DIFFERS} a factor {claimed / ratio:.1f} (PatchCore takes {ratio:.2f}x STLM's time here)"
-    return {**row, "ours": f"PatchCore (WideResNet-50, 224 px) / STLM (paper, 1024 px): {ratio:.2f}x",
-            "produced by": by, "status": status}
+    return {**row, "ours": f"PatchCore (WideResNet-50, 224 px) / STLM (paper, 1024 px): {ratio:.2f}x"
+                           + deployment_clause(), "produced by": by, "status": status}
+
+
+def deployment_clause() -> str:
+    """``; on deployment backends ...``: the recorded ``stlm bench deploy`` run's best-against-best ratios (each model
+    at its fastest backend), or ``""`` without a recorded run."""
+    from stlm_core.deploy.bench import RECORDED, best_backend_ratios, load_recorded_bench
+
+    if not RECORDED.is_file():
+        return ""
+    rows, provenance = load_recorded_bench()
+    parts = []
+    for label, best in best_backend_ratios(rows).items():
+        ratio, fast = best["ratio"], best["stlm"]
+        verdict = f"STLM {ratio:.1f}x faster" if ratio >= 1 else f"STLM {1 / ratio:.1f}x slower"
+        parts.append(f"{label} {ratio:.2f}x ({verdict}; STLM at its best with {fast['backend']} {fast['precision']}, "
+                     f"PatchCore with {best['patchcore']['backend']} {best['patchcore']['precision']})")
+    threads = sorted({r["threads"] for r in rows if "error" not in r})
+    return ("; on CPU deployment backends, each model at its fastest (recorded 'stlm bench deploy', "
+            f"{'/'.join(map(str, threads))} thread(s), {provenance.get('date', '?')}): " + "; ".join(parts)) if parts else ""
 
 
 def _note_flags(used, flags: dict) -> None:

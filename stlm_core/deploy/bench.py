@@ -134,15 +134,17 @@ def _bare_model(path: Path, backend: str, threads: int):
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        size = int(session.get_inputs()[0].shape[-1])
-        return ExportedModel(path, {"input": {"size": size}}, session, "onnxruntime")
+        shape = session.get_inputs()[0].shape
+        return ExportedModel(path, {"input": {"size": int(shape[-1])}}, session, "onnxruntime",
+                             fixed_batch=str(shape[0]) == "1")
     import openvino as ov
 
     core = ov.Core()
     compiled = core.compile_model(ov.convert_model(str(path)), "CPU",
                                   {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
-    size = int(compiled.inputs[0].get_partial_shape()[3].get_length())
-    return ExportedModel(path, {"input": {"size": size}}, compiled, "openvino")
+    shape = compiled.inputs[0].get_partial_shape()
+    return ExportedModel(path, {"input": {"size": int(shape[3].get_length())}}, compiled, "openvino",
+                         fixed_batch=shape[0].is_static and shape[0].get_length() == 1)
 
 
 def bench_deploy(models: list[str] | None = None, backends: list[str] | None = None, threads: list[int] | None = None,
@@ -252,3 +254,22 @@ def describe_deploy(rows: list[dict[str, Any]]) -> list[str]:
                          + (f"{ratio:.1f}x faster" if ratio > 1 else f"{1 / ratio:.1f}x slower")
                          + " on this CPU (the paper: about 9x faster, on a GPU, against PatchCore with WideResNet-50).")
     return sentences
+
+
+RATIO_PAIRS = {"PatchCore-WRN50 (224 px) / STLM paper (1024 px)": ("patchcore_wrn50_224", "stlm_paper_1024"),
+               "PatchCore-Lite0 / STLM cpu (256 px)": ("patchcore_lite0_256", "stlm_cpu_256")}
+
+
+def best_backend_ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per pair of :data:`RATIO_PAIRS`: each model at its fastest measured setting (backend, precision, threads)
+    and the PatchCore / STLM latency ratio (> 1: STLM is faster)."""
+    good = [r for r in rows if "error" not in r]
+    out = {}
+    for label, (patchcore, stlm) in RATIO_PAIRS.items():
+        best = {m: min((r for r in good if r["model"] == m), key=lambda r: r["median_ms"], default=None)
+                for m in (patchcore, stlm)}
+        if None in best.values():
+            continue
+        out[label] = {"ratio": best[patchcore]["median_ms"] / best[stlm]["median_ms"],
+                      "patchcore": best[patchcore], "stlm": best[stlm]}
+    return out

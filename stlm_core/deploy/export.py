@@ -39,21 +39,44 @@ def _versions() -> dict[str, str | None]:
 
 
 def export_onnx(graph, input_size: int, path: Path) -> Path:
-    """``graph`` (B, 3, S, S) -> (map, score) as an ONNX file with a dynamic batch axis; written atomically."""
+    """``graph`` (B, 3, S, S) -> (map, score) as an ONNX file, written atomically: with a dynamic batch axis when
+    the traced graph computes a batch of two as the eager graph does, else for batch 1 only (TinyViT's patch
+    merging takes the batch size as a Python number, which tracing freezes; runtimes then feed one image at a
+    time)."""
     import torch
 
     from stlm_core.fileio import atomic_write_bytes
 
     example = torch.zeros(1, 3, input_size, input_size)
     tmp = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(graph, (example,), str(tmp), dynamo=False, opset_version=OPSET, input_names=["image"],
-                          output_names=["map", "score"],
-                          dynamic_axes={"image": {0: "batch"}, "map": {0: "batch"}, "score": {0: "batch"}})
+    for dynamic in (True, False):
+        axes = {"image": {0: "batch"}, "map": {0: "batch"}, "score": {0: "batch"}} if dynamic else None
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+            torch.onnx.export(graph, (example,), str(tmp), dynamo=False, opset_version=OPSET, input_names=["image"],
+                              output_names=["map", "score"], dynamic_axes=axes)
+        if not dynamic or _batch_of_two_agrees(graph, tmp, input_size):
+            break
     atomic_write_bytes(path, tmp.read_bytes())
     tmp.unlink()
     return path
+
+
+def _batch_of_two_agrees(graph, onnx_file: Path, input_size: int) -> bool:
+    import onnxruntime as ort
+    import torch
+
+    images = np.random.default_rng(0).uniform(0, 255, (2, 3, input_size, input_size)).astype(np.float32)
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        maps = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"]).run(
+            None, {"image": images})[0]
+    except Exception:  # onnxruntime's own exception types: the frozen batch size does not fit
+        return False
+    with torch.no_grad():
+        eager = graph(torch.from_numpy(images))[0].numpy()
+    return maps.shape == eager.shape and bool(np.allclose(maps, eager, rtol=1e-3, atol=1e-4))
 
 
 def calibration_images(record: dict, data_root: str | None, input_size: int, n: int) -> np.ndarray:
@@ -173,6 +196,7 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", *, int8: bool = False, ca
         "format": SIDECAR_FORMAT, "backend": "onnxruntime" if fmt == "onnx" else "openvino", "method": method,
         "precision": "int8" if int8 else "fp32", "quantisation": quantisation,
         "input": {"name": "image", "layout": "NCHW", "dtype": "float32", "range": "RGB 0-255",
+                  "batch": "any" if _dynamic_batch(onnx_file) else 1,
                   "size": facts["input_size"], "resize": "PIL bilinear to size x size (aspect ratio not kept)",
                   "normalisation": f"{facts['normalisation']} mean/std, inside the graph"},
         "outputs": {"map": f"(B, {facts['eval_size']}, {facts['eval_size']}) float32, higher = more anomalous",
@@ -186,6 +210,13 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", *, int8: bool = False, ca
     }
     atomic_write_json(model_file.with_name(model_file.name + ".json"), sidecar)
     return model_file
+
+
+def _dynamic_batch(onnx_file: Path) -> bool:
+    import onnx
+
+    dim = onnx.load(str(onnx_file), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    return not dim.HasField("dim_value")
 
 
 def describe_export(model_file: Path) -> dict[str, Any]:

@@ -59,6 +59,7 @@ class ExportedModel:
     sidecar: dict
     runner: Any
     backend: str
+    fixed_batch: bool = False  # the graph takes one image at a time (see deploy.export.export_onnx)
 
     @property
     def input_size(self) -> int:
@@ -103,6 +104,7 @@ class ExportedModel:
         else:
             raise DeployError(f"{path}: unknown model file type {path.suffix!r}; pass an .onnx or an OpenVINO .xml "
                               "file written by 'stlm export'.")
+        model.fixed_batch = str(shape[0]).strip() == "1"
         spatial = [str(s).strip() for s in shape[2:]]
         if spatial != [str(model.input_size)] * 2:
             raise DeployError(f"{path} takes {'x'.join(spatial)} inputs but its sidecar says {model.input_size}; the "
@@ -110,6 +112,9 @@ class ExportedModel:
         return model
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.fixed_batch and len(batch) > 1:
+            parts = [self(batch[i:i + 1]) for i in range(len(batch))]
+            return np.concatenate([m for m, _ in parts]), np.concatenate([s for _, s in parts])
         if self.backend == "onnxruntime":
             maps, scores = self.runner.run(None, {"image": batch})
         else:
