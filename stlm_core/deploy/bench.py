@@ -101,10 +101,12 @@ def measure_one(name: str, backend: str, precision: str, threads: int, runs: int
                 return graph(torch.from_numpy(batch))
         row["file_mb"] = None
     else:
-        model = _bare_model(Path(model_file), backend, threads)
+        from stlm_core.deploy.runtime import ExportedModel
+
+        model = ExportedModel.load(model_file, threads, backend=backend, sidecar=False)
         size = model.input_size
         run = model
-        row["file_mb"] = _file_mb(Path(model_file), backend)
+        row["file_mb"] = _file_mb(Path(model_file))
     reset_peak_memory()
     one = np.random.default_rng(0).uniform(0, 255, (1, 3, size, size)).astype(np.float32)
     eight = np.repeat(one, 8, axis=0)
@@ -118,33 +120,9 @@ def measure_one(name: str, backend: str, precision: str, threads: int, runs: int
     return row
 
 
-def _file_mb(path: Path, backend: str) -> float:
+def _file_mb(path: Path) -> float:
     weights = path.with_suffix(".bin") if path.suffix == ".xml" else path
     return round(weights.stat().st_size / 2**20, 2)
-
-
-def _bare_model(path: Path, backend: str, threads: int):
-    """An :class:`~stlm_core.deploy.runtime.ExportedModel` of a benchmark ONNX file (no sidecar: the input size
-    is read from the graph); OpenVINO converts the ONNX file in memory."""
-    from stlm_core.deploy.runtime import ExportedModel
-
-    if backend == "onnxruntime":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        shape = session.get_inputs()[0].shape
-        return ExportedModel(path, {"input": {"size": int(shape[-1])}}, session, "onnxruntime",
-                             fixed_batch=str(shape[0]) == "1")
-    import openvino as ov
-
-    core = ov.Core()
-    compiled = core.compile_model(ov.convert_model(str(path)), "CPU",
-                                  {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
-    shape = compiled.inputs[0].get_partial_shape()
-    return ExportedModel(path, {"input": {"size": int(shape[3].get_length())}}, compiled, "openvino",
-                         fixed_batch=shape[0].is_static and shape[0].get_length() == 1)
 
 
 def bench_deploy(models: list[str] | None = None, backends: list[str] | None = None, threads: list[int] | None = None,

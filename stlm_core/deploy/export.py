@@ -13,7 +13,6 @@ backends share one calibration and no NNCF install is needed.
 
 from __future__ import annotations
 
-import json
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -85,14 +84,13 @@ def calibration_images(record: dict, data_root: str | None, input_size: int, n: 
     recorded fill and seed): calibrated on normal images only, the activations of anomalies (what the map is for)
     fall outside the int8 ranges and saturate."""
     from stlm_core.data.spec import DataSpec
-    from stlm_core.deploy.runtime import to_model_input
+    from stlm_core.deploy.runtime import resize_rgb, to_model_input
 
     data = DataSpec(record["dataset"], data_root, record["category"])
     data.validate(("train",), action="calibrate the int8 export")
     samples = data.open("train")
     picks = np.unique(np.linspace(0, len(samples) - 1, min(n, len(samples))).round().astype(int))
-    images = [to_model_input([samples[int(i)].image], input_size)[0].transpose(1, 2, 0).astype(np.uint8)
-              for i in picks]
+    images = [resize_rgb(samples[int(i)].image, input_size) for i in picks]
     if record["method"] == "stlm":
         from stlm_core.stlm.config import StlmConfig
         from stlm_core.stlm.pseudo_anomaly import anomaly_fill, synthesize, texture_source
@@ -217,8 +215,3 @@ def _dynamic_batch(onnx_file: Path) -> bool:
 
     dim = onnx.load(str(onnx_file), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
     return not dim.HasField("dim_value")
-
-
-def describe_export(model_file: Path) -> dict[str, Any]:
-    """The sidecar of an exported model file, read back."""
-    return json.loads(Path(str(model_file) + ".json").read_text())

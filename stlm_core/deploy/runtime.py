@@ -29,14 +29,17 @@ class DeployError(StlmError):
 def to_model_input(images: Sequence[np.ndarray], size: int) -> np.ndarray:
     """uint8 RGB images (H, W, 3) -> float32 (B, 3, size, size) in [0, 255], PIL-bilinear resized (the evaluation's
     resize), as the exported graphs take them."""
+    out = [np.asarray(resize_rgb(image, size), dtype=np.float32).transpose(2, 0, 1) for image in images]
+    return np.ascontiguousarray(np.stack(out))
+
+
+def resize_rgb(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (H, W, 3) -> (size, size, 3), PIL bilinear (aspect ratio not kept), as the evaluation resizes."""
     from PIL import Image
 
-    out = []
-    for image in images:
-        if image.shape[:2] != (size, size):
-            image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-        out.append(np.asarray(image, dtype=np.float32).transpose(2, 0, 1))
-    return np.ascontiguousarray(np.stack(out))
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
 def read_sidecar(model_file: Path) -> dict[str, Any]:
@@ -66,49 +69,45 @@ class ExportedModel:
         return int(self.sidecar["input"]["size"])
 
     @classmethod
-    def load(cls, path: str | Path, threads: int | None = None) -> "ExportedModel":
-        """Open ``path`` (``.onnx``: onnxruntime; ``.xml``: OpenVINO) with ``threads`` intra-op threads (default:
-        the backend's own)."""
+    def load(cls, path: str | Path, threads: int | None = None, *, backend: str | None = None,
+             sidecar: bool = True) -> "ExportedModel":
+        """Open ``path`` with ``threads`` intra-op threads (default: the backend's own). ``backend``:
+        ``onnxruntime`` | ``openvino`` (default by suffix: ``.onnx`` onnxruntime, ``.xml`` OpenVINO, which also reads
+        ``.onnx``). ``sidecar``: read and check ``<file>.json``; without it (benchmark files) the input size comes
+        from the graph."""
         path = Path(path)
         if not path.is_file():
             raise DeployError(f"model file {path} does not exist; export one with 'stlm export --run RUN'.")
-        sidecar = read_sidecar(path)
-        fix = "the file is truncated or not a model written by 'stlm export'; export it again."
-        if path.suffix == ".onnx":
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.log_severity_level = 3  # errors only (not the optimiser's notes on unused constants)
-            if threads:
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
-            try:
-                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # onnxruntime raises its own exception types for damaged files
-                raise DeployError(f"cannot load {path} with onnxruntime ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0][:200]}); {fix}") from None
-            shape = session.get_inputs()[0].shape
-            model = cls(path, sidecar, session, "onnxruntime")
-        elif path.suffix == ".xml":
-            import openvino as ov
-
-            config = {"INFERENCE_PRECISION_HINT": "f32"}
-            if threads:
-                config["INFERENCE_NUM_THREADS"] = threads
-            try:
-                compiled = ov.Core().compile_model(str(path), "CPU", config)
-            except Exception as exc:  # OpenVINO raises RuntimeError for damaged IR files
-                raise DeployError(f"cannot load {path} with OpenVINO ({str(exc).splitlines()[0][:200]}); {fix}") from None
-            shape = list(compiled.inputs[0].get_partial_shape().to_string().strip("[]").split(","))
-            model = cls(path, sidecar, compiled, "openvino")
-        else:
+        backend = backend or {".onnx": "onnxruntime", ".xml": "openvino"}.get(path.suffix)
+        if backend is None:
             raise DeployError(f"{path}: unknown model file type {path.suffix!r}; pass an .onnx or an OpenVINO .xml "
                               "file written by 'stlm export'.")
-        model.fixed_batch = str(shape[0]).strip() == "1"
-        spatial = [str(s).strip() for s in shape[2:]]
-        if spatial != [str(model.input_size)] * 2:
-            raise DeployError(f"{path} takes {'x'.join(spatial)} inputs but its sidecar says {model.input_size}; the "
-                              "sidecar belongs to another export. Export the model again with 'stlm export'.")
+        described = read_sidecar(path) if sidecar else None
+        fix = "the file is truncated or not a model written by 'stlm export'; export it again."
+        try:
+            if backend == "onnxruntime":
+                import onnxruntime as ort
+
+                options = ort.SessionOptions()
+                options.log_severity_level = 3  # errors only (not the optimiser's notes on unused constants)
+                if threads:
+                    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+                runner = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                shape = [str(d) for d in runner.get_inputs()[0].shape]
+            else:
+                import openvino as ov
+
+                config = {"INFERENCE_PRECISION_HINT": "f32", **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
+                runner = ov.Core().compile_model(str(path), "CPU", config)
+                shape = [str(d.get_length()) if d.is_static else "?" for d in runner.inputs[0].get_partial_shape()]
+        except Exception as exc:  # both runtimes raise their own exception types for damaged files
+            raise DeployError(f"cannot load {path} with {backend} ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200]}); {fix}") from None
+        model = cls(path, described or {"input": {"size": int(shape[-1])}}, runner, backend,
+                    fixed_batch=shape[0] == "1")
+        if shape[2:] != [str(model.input_size)] * 2:
+            raise DeployError(f"{path} takes {'x'.join(shape[2:])} inputs but its sidecar says {model.input_size}; "
+                              "the sidecar belongs to another export. Export the model again with 'stlm export'.")
         return model
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
