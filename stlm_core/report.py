@@ -248,6 +248,40 @@ def schedule_note(profile: str, steps: int | None):
                 f"with <code>-p steps None</code> for the full schedule.</div>")
 
 
+def recording_note(run_dirs: Iterable[str | Path], runs_dir: str | Path):
+    """A visible note on which of ``run_dirs`` were unpacked from the package's recorded runs (a full build's
+    records, no weights or maps) and which were made here, with the check of the recording: the runs held back from
+    it and trained here again with the same configuration, against their recorded metrics."""
+    from IPython.display import HTML
+
+    from stlm_core.runs.archive import recorded_provenance, recording_check
+
+    run_dirs = [Path(d) for d in run_dirs]
+    recorded = [p for p in map(recorded_provenance, run_dirs) if p is not None]
+    if not recorded:
+        return HTML("<p>Every run on this page was trained or fitted on this machine (in this build or an earlier "
+                    "one with the same configuration).</p>")
+    first = recorded[0]
+    machine = f", a {first['gflops']:.0f}-GFLOPS machine" if first.get("gflops") else ""
+    text = (f"&#9888; {len(recorded)} of the {len(run_dirs)} runs on this page are <b>recorded</b>: measured by a "
+            f"full build on {html.escape(str(first.get('recorded_utc', '?'))[:10])} (commit "
+            f"{html.escape(str(first.get('git_commit') or '?')[:10])}{machine}) and shipped with the package as "
+            "records (metrics, losses and learning curves; no weights, no maps), so that the default book builds in "
+            "minutes on a slow machine. The other runs were trained on this machine. <code>python book/build.py "
+            "--live</code> trains every run here instead.")
+    check = recording_check(runs_dir)
+    if check.empty:
+        text += " No run of the recording was trained again here, so nothing checks it in this build."
+    else:
+        worst = 100 * check["difference"].abs().max()
+        runs = check["run"].nunique()
+        text += (f" Check of the recording: {runs} run(s) of it trained again here with the same configuration "
+                 f"differ from their recorded metrics by at most {worst:.2f} points ({len(check)} values: pixel "
+                 "AUROC, AUPRO and image AUROC of every map). Equal values are expected on the same CPU type and "
+                 "thread count; other CPUs round differently and training amplifies it.")
+    return HTML(f'<div class="stlm-note" style="{BANNER_STYLE}">{text}</div>')
+
+
 def describe_results(runs, baseline=None):
     """Two or three generated sentences on an STLM results table: which map is better, how it compares with the
     baseline, whether any map is below chance, and what the numbers cannot show."""

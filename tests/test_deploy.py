@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stlm_core.errors import StlmError
 
 REPO = Path(__file__).resolve().parents[1]
 FP32_TOLERANCE = 1e-4          # absolute, on STLM maps in [0, 1]
@@ -60,6 +59,7 @@ def exported(tmp_path_factory, synthetic_root):
         files["stlm", fmt, "fp32"] = export_run(stlm, fmt)
         files["stlm", fmt, "int8"] = export_run(stlm, fmt, int8=True, calibration=8)
         files["patchcore", fmt, "fp32"] = export_run(patchcore, fmt)
+        files["patchcore", fmt, "int8"] = export_run(patchcore, fmt, int8=True, calibration=8)
     return {"stlm": stlm, "patchcore": patchcore, "files": files}
 
 
@@ -79,25 +79,22 @@ def test_fp32_export_reproduces_the_eager_maps_and_ranking(exported, method, fmt
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
-def test_int8_stlm_keeps_its_pixel_auroc(exported, fmt):
+@pytest.mark.parametrize("method", ["stlm", "patchcore"])
+def test_int8_keeps_the_pixel_auroc(exported, method, fmt):
     from stlm_core.metrics import compute_metrics
 
-    eager, maps, scores = _exported_maps(exported["files"]["stlm", fmt, "int8"], exported["stlm"])
-    fp32 = compute_metrics(masks=eager.masks, maps=eager.maps["fa"], labels=eager.labels,
-                           image_scores=eager.scores["fa"])
+    eager, maps, scores = _exported_maps(exported["files"][method, fmt, "int8"], exported[method])
+    fp32 = compute_metrics(masks=eager.masks, maps=eager.maps[eager.primary], labels=eager.labels,
+                           image_scores=eager.scores[eager.primary])
     int8 = compute_metrics(masks=eager.masks, maps=maps, labels=eager.labels, image_scores=scores)
     assert abs(int8["pixel_auroc"] - fp32["pixel_auroc"]) <= INT8_AUROC_TOLERANCE
-    weights = {precision: exported["files"]["stlm", fmt, precision] for precision in ("int8", "fp32")}
+    weights = {precision: exported["files"][method, fmt, precision] for precision in ("int8", "fp32")}
     if fmt == "openvino":  # the IR's weights are in the .bin beside the .xml
         weights = {k: v.with_suffix(".bin") for k, v in weights.items()}
-    assert weights["int8"].stat().st_size < weights["fp32"].stat().st_size
-
-
-def test_int8_patchcore_is_refused_with_the_measured_reason(exported):
-    from stlm_core.deploy.export import export_run
-
-    with pytest.raises(StlmError, match="int8 PatchCore is not offered"):
-        export_run(exported["patchcore"], "onnx", int8=True)
+    if method == "stlm":  # PatchCore's file is mostly its fp32 memory bank
+        assert weights["int8"].stat().st_size < weights["fp32"].stat().st_size
+    sidecar = json.loads(Path(str(exported["files"][method, fmt, "int8"]) + ".json").read_text())
+    assert sidecar["precision"] == "int8" and sidecar["quantisation"]["calibration_images"] == 8
 
 
 def test_export_on_the_real_bottle_sample(tmp_path, sample_root):

@@ -56,7 +56,8 @@ def load_runs(runs_dir: str | os.PathLike, run_dirs: list[str | os.PathLike] | N
 
     Columns: ``method``, ``dataset``, ``category``, ``run_id``, ``profile``, ``map`` (the primary map's name),
     ``weights`` (JSON of the identities), ``random_init``, ``synthetic``, ``seed``, ``device``, ``threads``,
-    ``git_commit``, ``run_dir``, ``changed`` (comma-separated config fields that differ from the profile's recipe,
+    ``git_commit``, ``run_dir``, ``recorded`` (``""`` for a run made here, else when and on which machine the
+    unpacked recorded run was measured, see :mod:`stlm_core.runs.archive`), ``changed`` (comma-separated config fields that differ from the profile's recipe,
     seed and schedule aside; ``""`` = the profile as is), ``train_steps``, the primary map's metrics (``pixel_auroc`` ...), every secondary map's as
     ``<name>.<metric>`` (e.g. ``wo_fa.pixel_auroc``), and timings as ``time.<phase>``. Unfinished runs are skipped.
     """
@@ -85,6 +86,7 @@ def load_runs(runs_dir: str | os.PathLike, run_dirs: list[str | os.PathLike] | N
             "synthetic": ds.get("synthetic", cfg.get("dataset") == "synthetic"),
             "seed": prov.get("seed"), "device": prov.get("device"), "threads": prov.get("threads"),
             "git_commit": prov.get("git_commit"), "run_dir": str(run_dir),
+            "recorded": _recorded_label(run_dir),
             "changed": ",".join(changed_from_profile(cfg.get("method"), cfg.get("config") or {})),
             "train_steps": (cfg.get("config") or {}).get("train_steps"),
         }
@@ -98,6 +100,16 @@ def load_runs(runs_dir: str | os.PathLike, run_dirs: list[str | os.PathLike] | N
     if not rows:
         return pd.DataFrame(columns=id_cols)
     return pd.DataFrame(rows).sort_values(id_cols, kind="stable").reset_index(drop=True)
+
+
+def _recorded_label(run_dir: Path) -> str:
+    from stlm_core.runs.archive import recorded_provenance
+
+    recorded = recorded_provenance(run_dir)
+    if recorded is None:
+        return ""
+    gflops = f", {recorded['gflops']:.0f}-GFLOPS machine" if recorded.get("gflops") else ""
+    return f"recorded {recorded.get('recorded_utc', '?')[:10]}{gflops}"
 
 
 def recipe_runs(frame):

@@ -183,7 +183,7 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
                    **extra: Any) -> list[dict]:
     """Train ``variant`` for ``steps`` optimisation steps (``None``: the profile's schedule), evaluating at every
     epoch end that crosses a multiple of ``eval_every``; returns one row per evaluation (variant, step, training
-    seconds, ``<map>.<metric>`` (``wo_fa_norm`` at the last evaluation only), and ``probe.<name>``: :func:`denoising_diagnostics` on
+    seconds, ``run_dir``, ``<map>.<metric>`` (``wo_fa_norm`` at the last evaluation only), and ``probe.<name>``: :func:`denoising_diagnostics` on
     :func:`pseudo_anomaly_probes`).
 
     The run is an ordinary STLM run record (final metrics, maps) with the curve in ``curve.json``, rewritten after
@@ -206,7 +206,7 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
     for row in rows if on_row is not None else []:
         on_row(row)
     if finished:
-        return rows
+        return [{**row, "run_dir": str(run.run_dir)} for row in rows]
     n_train = len(data.open("train"))
     total_epochs = (-(-config.train_steps // max(1, n_train // config.batch_size)) if config.train_steps
                     else config.epochs)
@@ -240,7 +240,7 @@ def learning_curve(variant: str, data: DataSpec, *, profile: str = "cpu", steps:
 
     train(config, data, planned=run, resume=resume, force=not resume, progress=progress, on_epoch_end=on_epoch_end)
     save(complete=True)
-    return rows
+    return [{**row, "run_dir": str(run.run_dir)} for row in rows]
 
 
 def ablation_table(curves, reference: str = "cpu"):
