@@ -3,10 +3,11 @@
     python book/record_runs.py                      # trains into a fresh temporary runs folder, then packs
     python book/record_runs.py --runs-dir /tmp/rec  # reuses the finished runs of an earlier recording there
 
-Executes the chapters that train (``RECORDED_CHAPTERS``) with the default build's budgets and ``--live``, then packs
-every finished STLM and PatchCore run of the embedded synthetic dataset. The check run, held back and trained again
-by every default build, is the learning study's ``cpu`` run on the first category (the STLM results chapter's run
-for it too). Run it after a change that alters what those runs compute (the default build then says that no
+Executes the chapters that train or run methods (``RECORDED_CHAPTERS``) with the default build's budgets and
+``--live``, then packs every finished STLM, PatchCore and CLIP-SAM run of the embedded synthetic dataset. The check
+runs, held back and run again by every default build (their maps are shown), are the learning study's ``cpu`` run on
+the first category (the STLM results chapter's run for it too) and the CLIP-SAM runs of the profile as it is (the
+zero-shot chapter's; the ablations chapter's variants of them stay recorded). Run it after a change that alters what those runs compute (the default build then says that no
 recorded run matches and trains them all); commit the rewritten JSON file.
 """
 
@@ -21,8 +22,9 @@ BOOK = Path(__file__).resolve().parent
 REPO = BOOK.parent
 sys.path.insert(0, str(BOOK))
 
-RECORDED_CHAPTERS = ("stlm_learning_study.ipynb", "stlm_main_results.ipynb")
-RECORDED_METHODS = ("stlm", "patchcore")
+RECORDED_CHAPTERS = ("stlm_learning_study.ipynb", "stlm_main_results.ipynb", "clipsam_zero_shot.ipynb",
+                     "clipsam_ablations.ipynb")
+RECORDED_METHODS = ("stlm", "patchcore", "clipsam")
 
 
 def check_run(runs_dir: Path, dataset: str, category: str) -> Path:
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import build
     from stlm_core.bench import matmul_gflops
-    from stlm_core.runs import is_finished
+    from stlm_core.runs import is_finished, load_runs
     from stlm_core.runs.archive import pack_runs
 
     runs_dir = (args.runs_dir or Path(tempfile.mkdtemp(prefix="recorded-runs-"))).resolve()
@@ -58,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     run_dirs = [d for method in RECORDED_METHODS for d in sorted((runs_dir / method / "synthetic").glob("*/*"))
                 if is_finished(d)]
     first = sorted(d.parent.name for d in run_dirs)[0]
-    note = ("the default book build's training runs (python book/record_runs.py: the learning study and the STLM "
-            "results chapters with their build budgets, executed with --live)")
+    table = load_runs(runs_dir, run_dirs=run_dirs)
+    plain_clipsam = table[(table["method"] == "clipsam") & (table["changed"] == "")]["run_dir"].tolist()
+    note = ("the default book build's runs (python book/record_runs.py: the STLM learning study and results and the "
+            "CLIP-SAM chapters with their build budgets, executed with --live)")
     out = pack_runs(run_dirs, runs_dir, args.out, note=note, gflops=round(gflops, 1),
-                    check_runs=[check_run(runs_dir, "synthetic", first)])
+                    check_runs=[check_run(runs_dir, "synthetic", first), *plain_clipsam])
     print(f"[record] {len(run_dirs)} runs packed into {out}", flush=True)
     return 0
 

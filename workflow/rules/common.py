@@ -88,6 +88,11 @@ class Plan:
         return [Job("stlm_train", "stlm", d, c, v, s) for d in m["datasets"] for c in self.categories(d)
                 for v in m.get("variants", ["cpu"]) for s in self.seeds("stlm")]
 
+    def stlm_steps(self) -> int | None:
+        """``methods.stlm.steps``: optimisation steps of every STLM job (``None``: the profile's schedule)."""
+        steps = (self.methods.get("stlm") or {}).get("steps")
+        return None if steps is None else int(steps)
+
     def adapter_pairs(self) -> list[dict]:
         return list((self.methods.get("clipsam") or {}).get("adapters") or [])
 

@@ -1,6 +1,7 @@
 """One workflow job: run (or reuse) one run record through stlm_core.experiments, then write its marker.
 
     job.py stlm      --dataset D --root R --category C --variant V --seed S --profile P --runs-dir RUNS --marker M
+                     [--steps N]
     job.py clipsam   ... [--adapters FILE]
     job.py patchcore ...
     job.py adapters  --dataset D --root R --categories C1,C2 --seed S --profile P --out FILE
@@ -38,8 +39,9 @@ def stlm(args) -> Path:
     from stlm_core.experiments import stlm_run
     from stlm_core.stlm.study import VARIANTS
 
+    schedule = {} if args.steps is None else {"train_steps": args.steps}
     return stlm_run(args.dataset, args.root, args.category, profile=args.profile, runs_dir=args.runs_dir,
-                    limit=args.limit, device=args.device, **VARIANTS[args.variant], seed=args.seed)
+                    limit=args.limit, device=args.device, **VARIANTS[args.variant], **schedule, seed=args.seed)
 
 
 def clipsam(args) -> Path:
@@ -114,6 +116,7 @@ def main(argv=None) -> int:
             p.add_argument("--marker", required=True)
         if kind == "stlm":
             p.add_argument("--variant", default="cpu")
+            p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the profile's)")
         if kind == "clipsam":
             p.add_argument("--adapters", default=None)
         if kind in ("adapters", "synthetic"):
