@@ -108,11 +108,12 @@ def _runs(runs_dir: Path) -> dict[str, Path]:
     return {str(p.parent.relative_to(runs_dir)): p.parent for p in runs_dir.rglob("finished.json")}
 
 
-def _results(run_dir: Path) -> tuple[dict, dict]:
+def _results(run_dir: Path, workdir: Path) -> tuple[dict, dict]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics.pop("provenance")  # times, host and dates differ by nature
     with np.load(run_dir / "maps.npz", allow_pickle=False) as maps:
         arrays = {key: maps[key] for key in maps.files}
+    arrays["paths"] = np.array([str(Path(p).relative_to(workdir)) for p in arrays["paths"]])  # images read
     return metrics, arrays
 
 
@@ -180,8 +181,8 @@ def test_plan_runs_through_slurm_like_the_local_executor_and_a_cancelled_job_res
     local_runs, slurm_runs = _runs(local / PLAN["runs_dir"]), _runs(slurm / PLAN["runs_dir"])
     assert sorted(local_runs) == sorted(slurm_runs) and len(local_runs) == 3
     for name, run_dir in local_runs.items():
-        local_metrics, local_maps = _results(run_dir)
-        slurm_metrics, slurm_maps = _results(slurm_runs[name])
+        local_metrics, local_maps = _results(run_dir, local)
+        slurm_metrics, slurm_maps = _results(slurm_runs[name], slurm)
         assert slurm_metrics == local_metrics, name
         assert sorted(slurm_maps) == sorted(local_maps), name
         for key, value in local_maps.items():

@@ -228,6 +228,8 @@ AccountingStoragePort=$DBD_PORT
 # Jobs must name (or default to) an account registered with sacctmgr.
 AccountingStorageEnforce=associations
 JobCompType=jobcomp/none
+# Keep each job's comment (the executor writes the rule and wildcards there) in the accounting, for sacct.
+AccountingStoreFlags=job_comment
 
 # A hardware mismatch (e.g. memory) must not drain the only node.
 SlurmdParameters=config_overrides
