@@ -36,14 +36,9 @@ def _run_patchcore(root: Path, runs: Path, dataset: str, category: str) -> Path:
 
 
 def _exported_maps(model_file: Path, run_dir: Path):
-    from stlm_core.deploy.runtime import ExportedModel, read_input_image, to_model_input
-    from stlm_core.runs import load_maps
+    from stlm_core.deploy.accuracy import exported_maps
 
-    eager = load_maps(run_dir)
-    model = ExportedModel.load(model_file, threads=1)
-    images = [read_input_image(Path(p)) for p in eager.paths]
-    maps, scores = model(to_model_input(images, model.input_size))
-    return eager, maps, scores
+    return exported_maps(model_file, run_dir, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +183,16 @@ def test_the_paper_architecture_exports_and_runs_one_image(tmp_path):
         eager_map, eager_score = graph(torch.from_numpy(images))
     assert maps.shape == tuple(eager_map.shape) and np.abs(maps - eager_map.numpy()).max() <= FP32_TOLERANCE
     assert np.abs(scores - eager_score.numpy()).max() <= FP32_TOLERANCE
+
+
+def test_export_accuracy_rows_start_from_the_runs_own_record(exported):
+    from stlm_core.deploy.accuracy import describe_int8_cost, export_accuracy
+    from stlm_core.runs import read_run
+
+    table = export_accuracy([exported["patchcore"]], "onnx", calibration=8, threads=1)
+    by_precision = table.set_index("precision")
+    record = read_run(exported["patchcore"])["metrics"]
+    assert by_precision.loc["eager", "pixel_auroc"] == pytest.approx(record["pixel_auroc"])
+    assert by_precision.loc["fp32", "pixel_auroc"] == pytest.approx(record["pixel_auroc"], abs=1e-3)
+    assert abs(by_precision.loc["int8", "pixel_auroc"] - record["pixel_auroc"]) <= INT8_AUROC_TOLERANCE
+    assert describe_int8_cost(table)[0].startswith("patchcore: int8 loses at most")

@@ -117,6 +117,17 @@ def register(subparsers) -> None:
     deploy.add_argument("--note", default="", help="how the rows were measured (kept with them in --out)")
     deploy.set_defaults(func=_bench_deploy)
 
+    int8 = targets.add_parser(
+        "int8", help="accuracy of exported models (fp32 and int8) against the eager run on its test split",
+        description="Export each finished STLM or PatchCore run (fp32 and int8, into <run>/export/), score both on "
+                    "the run's test images with the same metrics as the run, and print pixel AUROC, AUPRO and image "
+                    "AUROC per precision beside the eager values, then the largest int8 loss per method.")
+    int8.add_argument("--run", action="append", required=True, type=Path, help="a finished run folder (repeatable)")
+    int8.add_argument("--format", default="onnx", choices=("onnx", "openvino"), help="export format (default onnx)")
+    int8.add_argument("--calibration", type=positive_int, default=32, help="int8 calibration images (default 32)")
+    int8.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
+    int8.set_defaults(func=_bench_int8)
+
     learning = targets.add_parser(
         "learning", help="learning curves of STLM variants (pixel AUROC of the FA and w/o-FA maps against steps)",
         description="Train each named variant (stlm_core.stlm.study.VARIANTS, on top of --profile) for --steps steps on "
@@ -212,6 +223,19 @@ def _bench_deploy(args) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(pd.DataFrame(rows).round(2).to_string(index=False))
         print(speed_ratio_table(rows).round(2).to_string())
+    return 0
+
+
+def _bench_int8(args) -> int:
+    import pandas as pd
+
+    from stlm_core.deploy.accuracy import METRICS, describe_int8_cost, export_accuracy
+
+    table = export_accuracy(args.run, args.format, args.calibration, threads=args.threads)
+    shown = table.assign(**{m: (100 * table[m]).round(2) for m in METRICS}).drop(columns="run")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(shown.to_string(index=False))
+    print("\n".join(describe_int8_cost(table)))
     return 0
 
 

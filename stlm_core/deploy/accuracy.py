@@ -1,0 +1,67 @@
+"""What exporting costs in accuracy: a run's test split scored by its eager maps, its fp32 export and its int8 export.
+
+The exported models read the run's own test images (the paths in ``maps.npz``) and are scored by the same
+:func:`stlm_core.metrics.compute_metrics` against the run's masks and labels, so the eager row is the run's record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+METRICS = ("pixel_auroc", "pixel_aupro", "image_auroc")
+
+
+def exported_maps(model_file: str | Path, run_dir: str | Path, threads: int | None = None):
+    """(the run's :class:`~stlm_core.runs.RunMaps`, maps (N, H, W), image scores (N,)) of an exported model on the
+    run's test images, in the run's order."""
+    from stlm_core.deploy.runtime import ExportedModel, read_input_image, to_model_input
+    from stlm_core.runs import load_maps
+
+    eager = load_maps(run_dir)
+    model = ExportedModel.load(Path(model_file), threads=threads)
+    images = [read_input_image(Path(p)) for p in eager.paths]
+    maps, scores = model(to_model_input(images, model.input_size))
+    return eager, maps, scores
+
+
+def export_accuracy(run_dirs: Iterable[str | Path], fmt: str = "onnx", calibration: int = 32,
+                    threads: int | None = None):
+    """One row per run and precision (eager, fp32, int8): ``run``, ``method``, ``category``, ``precision`` and
+    :data:`METRICS` (fractions in [0, 1]) of the primary map; exports are written to ``<run>/export/``."""
+    import pandas as pd
+
+    from stlm_core.deploy.export import export_run
+    from stlm_core.metrics import compute_metrics
+    from stlm_core.runs import read_config
+
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        record = read_config(run_dir)
+        files = {"fp32": export_run(run_dir, fmt), "int8": export_run(run_dir, fmt, int8=True,
+                                                                     calibration=calibration)}
+        base = {"run": str(run_dir), "method": record["method"], "dataset": record["dataset"],
+                "category": record["category"]}
+        eager = None
+        for precision, model_file in files.items():
+            eager, maps, scores = exported_maps(model_file, run_dir, threads)
+            values = compute_metrics(masks=eager.masks, maps=maps, labels=eager.labels, image_scores=scores)
+            rows.append({**base, "precision": precision, **{k: values[k] for k in METRICS}})
+        reference = compute_metrics(masks=eager.masks, maps=eager.maps[eager.primary], labels=eager.labels,
+                                    image_scores=eager.scores[eager.primary])
+        rows.append({**base, "precision": "eager", **{k: reference[k] for k in METRICS}})
+    return pd.DataFrame(rows)
+
+
+def describe_int8_cost(table) -> list[str]:
+    """One sentence per method: the largest int8 loss against fp32 over the runs, per metric, in points."""
+    sentences = []
+    for method, group in table.groupby("method"):
+        wide = group.pivot_table(index="run", columns="precision", values=list(METRICS))
+        losses = {m: 100 * float(np.max(wide[(m, "fp32")] - wide[(m, "int8")])) for m in METRICS}
+        sentences.append(f"{method}: int8 loses at most " + ", ".join(f"{v:.2f} points of {k.replace('_', ' ')}"
+                                                                     for k, v in losses.items())
+                         + f" against its fp32 export over {len(wide)} run(s) (negative = int8 better).")
+    return sentences
