@@ -119,7 +119,8 @@ def register(subparsers) -> None:
 
     int8 = targets.add_parser(
         "int8", help="accuracy of exported models (fp32 and int8) against the eager run on its test split",
-        description="Export each finished STLM or PatchCore run (fp32 and int8, into <run>/export/), score both on "
+        description="Export each finished STLM or PatchCore run (fp32, and int8 for STLM, into <run>/export/), score "
+                    "them on "
                     "the run's test images with the same metrics as the run, and print pixel AUROC, AUPRO and image "
                     "AUROC per precision beside the eager values, then the largest int8 loss per method.")
     int8.add_argument("--run", action="append", required=True, type=Path, help="a finished run folder (repeatable)")

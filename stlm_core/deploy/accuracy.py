@@ -29,8 +29,9 @@ def exported_maps(model_file: str | Path, run_dir: str | Path, threads: int | No
 
 def export_accuracy(run_dirs: Iterable[str | Path], fmt: str = "onnx", calibration: int = 32,
                     threads: int | None = None):
-    """One row per run and precision (eager, fp32, int8): ``run``, ``method``, ``category``, ``precision`` and
-    :data:`METRICS` (fractions in [0, 1]) of the primary map; exports are written to ``<run>/export/``."""
+    """One row per run and precision (eager, fp32, and int8 where the method offers it: not PatchCore, see
+    :func:`stlm_core.deploy.export.export_run`): ``run``, ``method``, ``category``, ``precision`` and :data:`METRICS`
+    (fractions in [0, 1]) of the primary map; exports are written to ``<run>/export/``."""
     import pandas as pd
 
     from stlm_core.deploy.export import export_run
@@ -40,8 +41,9 @@ def export_accuracy(run_dirs: Iterable[str | Path], fmt: str = "onnx", calibrati
     rows = []
     for run_dir in map(Path, run_dirs):
         record = read_config(run_dir)
-        files = {"fp32": export_run(run_dir, fmt), "int8": export_run(run_dir, fmt, int8=True,
-                                                                     calibration=calibration)}
+        files = {"fp32": export_run(run_dir, fmt)}
+        if record["method"] != "patchcore":
+            files["int8"] = export_run(run_dir, fmt, int8=True, calibration=calibration)
         base = {"run": str(run_dir), "method": record["method"], "dataset": record["dataset"],
                 "category": record["category"]}
         eager = None
@@ -59,6 +61,8 @@ def describe_int8_cost(table) -> list[str]:
     """One sentence per method: the largest int8 loss against fp32 over the runs, per metric, in points."""
     sentences = []
     for method, group in table.groupby("method"):
+        if "int8" not in set(group["precision"]):
+            continue
         wide = group.pivot_table(index="run", columns="precision", values=list(METRICS))
         losses = {m: 100 * float(np.max(wide[(m, "fp32")] - wide[(m, "int8")])) for m in METRICS}
         sentences.append(f"{method}: int8 loses at most " + ", ".join(f"{v:.2f} points of {k.replace('_', ' ')}"
