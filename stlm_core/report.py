@@ -254,7 +254,8 @@ def recording_note(run_dirs: Iterable[str | Path], runs_dir: str | Path):
     it and trained here again with the same configuration, against their recorded metrics."""
     from IPython.display import HTML
 
-    from stlm_core.runs.archive import recorded_provenance, recording_check
+    from stlm_core.runs import recorded_provenance
+    from stlm_core.runs.archive import recording_check
 
     run_dirs = [Path(d) for d in run_dirs]
     recorded = [p for p in map(recorded_provenance, run_dirs) if p is not None]

@@ -24,10 +24,9 @@ from typing import Iterable, Mapping
 from stlm_core.errors import StlmError
 from stlm_core.fileio import atomic_write_json, atomic_write_text, read_json
 from stlm_core.runs.layout import (CONFIG_FILE, DATA_FILE, FINISHED_FILE, LOSSES_FILE, METRICS_FILE, PROVENANCE_KEY,
-                                   is_finished)
+                                   RECORDED_FILE, is_finished, recorded_provenance)
 
 ARCHIVE_FORMAT = 1
-RECORDED_FILE = "recorded.json"  # in an unpacked run folder: the recording's provenance
 CHECK_FILE = "recording_check.json"  # in the runs folder: the recorded metrics of the runs held back
 PACKED_FILES = (CONFIG_FILE, METRICS_FILE, LOSSES_FILE, "curve.json", FINISHED_FILE)
 RECORDED_RUNS = Path(__file__).resolve().parent / "recorded_runs.json"  # shipped with the package
@@ -140,12 +139,6 @@ def _write_run(target: Path, run: dict, root: Path, provenance: dict) -> None:
                                            "textures_root": None})
     atomic_write_json(target / RECORDED_FILE, provenance)
     atomic_write_text(target / FINISHED_FILE, run["files"][FINISHED_FILE])
-
-
-def recorded_provenance(run_dir: str | os.PathLike) -> dict | None:
-    """The recording's provenance of an unpacked run, or ``None`` for a run made here."""
-    path = Path(run_dir) / RECORDED_FILE
-    return read_json(path) if path.is_file() else None
 
 
 def recording_check(runs_dir: str | os.PathLike, metrics: Iterable[str] = ("pixel_auroc", "pixel_aupro",

@@ -13,6 +13,8 @@ A run is one method on one category with one configuration, in ``runs/<method>/<
                     "masks", "defects", "paths", "primary", and optional "extra.<name>" per-image arrays
     extras.json     optional per-image JSON records (e.g. CLIP-SAM's prompt points)
     finished.json   written last: the run is complete. Nothing else marks a run as finished.
+    recorded.json   only in a run unpacked from a recording (see stlm_core.runs.archive): where and when it was
+                    measured; such a run has no checkpoint and no maps
 
 Every file is written atomically (:mod:`stlm_core.fileio`). The same rule scores every map: each map of a
 :class:`RunMaps` gets the full metrics of :func:`stlm_core.metrics.compute_metrics` against the same masks and labels,
@@ -39,6 +41,7 @@ EXTRAS_FILE = "extras.json"
 LOSSES_FILE = "losses.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 FINISHED_FILE = "finished.json"
+RECORDED_FILE = "recorded.json"
 LOCK_FILE = "run.lock"
 PROVENANCE_KEY = "provenance"
 SECONDARY_KEY = "secondary"
@@ -159,3 +162,9 @@ def mark_finished(run_dir: str | os.PathLike) -> Path:
 def is_finished(run_dir: str | os.PathLike) -> bool:
     """True when the run wrote its finished marker (all its results are complete)."""
     return (Path(run_dir) / FINISHED_FILE).is_file()
+
+
+def recorded_provenance(run_dir: str | os.PathLike) -> dict | None:
+    """The recording's provenance of a run unpacked from a recording, or ``None`` for a run made here."""
+    path = Path(run_dir) / RECORDED_FILE
+    return read_json(path) if path.is_file() else None

@@ -10,7 +10,7 @@ from typing import Any
 from stlm_core.errors import StlmError
 from stlm_core.fileio import read_json
 from stlm_core.runs.layout import (CONFIG_FILE, EXTRAS_FILE, FINISHED_FILE, LOSSES_FILE, METRICS_FILE,
-                                   PROVENANCE_KEY, SECONDARY_KEY, config_id, is_finished)
+                                   PROVENANCE_KEY, SECONDARY_KEY, config_id, is_finished, recorded_provenance)
 
 
 def read_run(run_dir: str | os.PathLike) -> dict:
@@ -103,8 +103,6 @@ def load_runs(runs_dir: str | os.PathLike, run_dirs: list[str | os.PathLike] | N
 
 
 def _recorded_label(run_dir: Path) -> str:
-    from stlm_core.runs.archive import recorded_provenance
-
     recorded = recorded_provenance(run_dir)
     if recorded is None:
         return ""
