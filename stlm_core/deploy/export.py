@@ -24,7 +24,6 @@ from stlm_core.errors import StlmError
 
 OPSET = 17
 FORMATS = ("onnx", "openvino")
-
 SIDECAR_FORMAT = 1
 
 
