@@ -127,6 +127,10 @@ def register(subparsers) -> None:
     int8.add_argument("--format", default="onnx", choices=("onnx", "openvino"), help="export format (default onnx)")
     int8.add_argument("--calibration", type=positive_int, default=32, help="int8 calibration images (default 32)")
     int8.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
+    int8.add_argument("--out", type=Path, default=None,
+                      help="also write the rows with their provenance (GFLOPS, date, commit, --note) as JSON here; "
+                           "the efficiency chapter shows such a file (stlm_core/deploy/recorded_int8.json)")
+    int8.add_argument("--note", default="", help="what the runs are (kept with the rows in --out)")
     int8.set_defaults(func=_bench_int8)
 
     learning = targets.add_parser(
@@ -230,12 +234,20 @@ def _bench_deploy(args) -> int:
 def _bench_int8(args) -> int:
     import pandas as pd
 
-    from stlm_core.deploy.accuracy import METRICS, describe_int8_cost, export_accuracy
+    import datetime
+
+    from stlm_core.bench import matmul_gflops
+    from stlm_core.deploy.accuracy import describe_int8_cost, export_accuracy, int8_table
+    from stlm_core.deploy.bench import record_bench
+    from stlm_core.runs import git_commit
 
     table = export_accuracy(args.run, args.format, args.calibration, threads=args.threads)
-    shown = table.assign(**{m: (100 * table[m]).round(2) for m in METRICS}).drop(columns="run")
+    if args.out is not None:
+        record_bench(table.to_dict(orient="records"), args.out, gflops=matmul_gflops()["gflops"],
+                     date=datetime.date.today().isoformat(), stlm_core_commit=git_commit(), note=args.note,
+                     format=args.format, calibration=args.calibration)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(shown.to_string(index=False))
+        print(int8_table(table).to_string())
     print("\n".join(describe_int8_cost(table)))
     return 0
 

@@ -12,6 +12,7 @@ from typing import Iterable
 import numpy as np
 
 METRICS = ("pixel_auroc", "pixel_aupro", "image_auroc")
+RECORDED_INT8 = Path(__file__).resolve().parent / "recorded_int8.json"  # 'stlm bench int8 --out' shipped here
 
 
 def exported_maps(model_file: str | Path, run_dir: str | Path, threads: int | None = None):
@@ -30,8 +31,9 @@ def exported_maps(model_file: str | Path, run_dir: str | Path, threads: int | No
 def export_accuracy(run_dirs: Iterable[str | Path], fmt: str = "onnx", calibration: int = 32,
                     threads: int | None = None):
     """One row per run and precision (eager, fp32, and int8 where the method offers it: not PatchCore, see
-    :func:`stlm_core.deploy.export.export_run`): ``run``, ``method``, ``category``, ``precision`` and :data:`METRICS`
-    (fractions in [0, 1]) of the primary map; exports are written to ``<run>/export/``."""
+    :func:`stlm_core.deploy.export.export_run`): ``run`` (``method/dataset/category/id``), ``method``, ``dataset``,
+    ``category``, ``precision`` and :data:`METRICS` (fractions in [0, 1]) of the primary map; exports are written to
+    ``<run>/export/``."""
     import pandas as pd
 
     from stlm_core.deploy.export import export_run
@@ -44,7 +46,7 @@ def export_accuracy(run_dirs: Iterable[str | Path], fmt: str = "onnx", calibrati
         files = {"fp32": export_run(run_dir, fmt)}
         if record["method"] != "patchcore":
             files["int8"] = export_run(run_dir, fmt, int8=True, calibration=calibration)
-        base = {"run": str(run_dir), "method": record["method"], "dataset": record["dataset"],
+        base = {"run": "/".join(run_dir.resolve().parts[-4:]), "method": record["method"], "dataset": record["dataset"],
                 "category": record["category"]}
         eager = None
         for precision, model_file in files.items():
@@ -69,3 +71,14 @@ def describe_int8_cost(table) -> list[str]:
                                                                      for k, v in losses.items())
                          + f" against its fp32 export over {len(wide)} run(s) (negative = int8 better).")
     return sentences
+
+
+def int8_table(rows):
+    """Recorded or measured :func:`export_accuracy` rows as a table: one row per method, dataset and category,
+    columns (metric, precision) in %."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    table = frame.pivot_table(index=["method", "dataset", "category"], columns="precision", values=list(METRICS))
+    order = [(m, p) for m in METRICS for p in ("eager", "fp32", "int8") if (m, p) in table.columns]
+    return (100 * table[order]).round(2)

@@ -185,14 +185,15 @@ RECORDED = Path(__file__).with_name("recorded_bench.json")
 
 
 def record_bench(rows: list[dict[str, Any]], path: str | Path = RECORDED, **provenance: Any) -> Path:
-    """Write ``stlm bench deploy`` rows with their provenance (machine GFLOPS, date, commit, a note) as one JSON."""
+    """Write benchmark rows (``stlm bench deploy``, ``stlm bench int8``) with their provenance (machine GFLOPS, date,
+    commit, a note) as one JSON."""
     from stlm_core.fileio import atomic_write_json
 
     return atomic_write_json(Path(path), {"provenance": provenance, "rows": rows})
 
 
 def load_recorded_bench(path: str | Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(rows, provenance) of a recorded deploy benchmark (default: the one recorded with this package)."""
+    """(rows, provenance) of a recorded benchmark (default: the deploy benchmark recorded with this package)."""
     data = json.loads(Path(path or RECORDED).read_text())
     return data["rows"], data["provenance"]
 
