@@ -205,3 +205,19 @@ def test_export_accuracy_rows_start_from_the_runs_own_record(exported):
     assert stlm.loc["fp32", "pixel_auroc"] == pytest.approx(record["pixel_auroc"], abs=1e-3)
     assert abs(stlm.loc["int8", "pixel_auroc"] - record["pixel_auroc"]) <= INT8_AUROC_TOLERANCE
     assert [s.split(":")[0] for s in describe_int8_cost(table)] == ["stlm"]
+
+
+def test_recorded_int8_accuracy_loads_and_renders():
+    import pandas as pd
+
+    from stlm_core.deploy.accuracy import RECORDED_INT8, describe_int8_cost, int8_table
+    from stlm_core.deploy.bench import load_recorded_bench
+
+    rows, provenance = load_recorded_bench(RECORDED_INT8)
+    assert provenance["gflops"] > 0 and provenance["note"]
+    table = int8_table(rows)
+    assert ("pixel_auroc", "int8") in table.columns and ("mvtec", "bottle") in [i[1:] for i in table.index]
+    assert table.loc["patchcore"][("pixel_auroc", "int8")].isna().all()  # int8 PatchCore is refused
+    eager, fp32 = table[("pixel_auroc", "eager")], table[("pixel_auroc", "fp32")]
+    assert (eager - fp32).abs().max() < 0.01  # the fp32 export is the eager run (values in %)
+    assert describe_int8_cost(pd.DataFrame(rows))[0].startswith("stlm: int8 loses at most")
