@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -121,8 +122,6 @@ def unpack_runs(runs_dir: str | os.PathLike, data_roots: Mapping[str, str | os.P
 
 
 def _metrics_of(run: dict) -> dict:
-    import json
-
     record = json.loads(run["files"][METRICS_FILE])
     record.pop(PROVENANCE_KEY, None)
     return record
