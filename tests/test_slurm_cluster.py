@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,11 +53,13 @@ def _run(command, env=None, timeout=1800, cwd=None) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     """A running single-node cluster; every daemon stopped (and checked gone) at the end."""
     if os.geteuid() != 0:
         pytest.skip("the SLURM test cluster needs root (its daemons and jobs run as root); not run on this machine")
-    state = tmp_path_factory.mktemp("slurm_state")
+    # munged refuses a socket below a folder that is not searchable by all, as pytest's own 0700 temp folders are
+    state = Path(tempfile.mkdtemp(prefix="stlm-slurm-"))
+    state.chmod(0o755)
     started = _run(["bash", CLUSTER / "start.sh", state])
     if started.returncode == 3:
         pytest.skip(f"cannot start the SLURM test cluster here: {started.stderr.strip()[-300:]}")
@@ -71,6 +74,7 @@ def cluster(tmp_path_factory):
         pid = pid_file.read_text().strip()
         assert not pid or not Path(f"/proc/{pid}").exists() or \
             "State:\tZ" in Path(f"/proc/{pid}/status").read_text(), f"{pid_file.stem} (pid {pid}) still runs"
+    shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
