@@ -27,9 +27,8 @@ PARTITION=cpu
 WAIT_TIMEOUT=${STLM_SLURM_WAIT_TIMEOUT:-60}
 PACKAGES=(slurm-wlm munge slurmdbd mariadb-server)
 
-log() { printf '[cluster] %s\n' "$*" >&2; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+# shellcheck source=SCRIPTDIR/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # timed FUNC: run FUNC and log how long it took.
 timed() {
@@ -39,28 +38,7 @@ timed() {
   log "  ($1: $(elapsed "$t0") s)"
 }
 
-usage() {
-  echo "usage: $0 STATE_DIR" >&2
-  exit 2
-}
-
 # --- process helpers ---------------------------------------------------------
-
-# running PID: alive and not a zombie (an exited daemon stays a zombie until
-# pid 1 reaps it, which can take seconds in a container).
-running() {
-  kill -0 "$1" 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' "/proc/$1/status"
-}
-
-# pid_alive PIDFILE NAME: true if PIDFILE names a live process whose command
-# line mentions NAME (guards against a stale pid reused by another program).
-pid_alive() {
-  local pidfile=$1 name=$2 pid
-  [[ -s $pidfile ]] || return 1
-  pid=$(pid_of "$pidfile")
-  [[ -n $pid ]] && running "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$name"
-}
 
 # wait_until SECONDS DESCRIPTION CMD...: poll CMD until it succeeds. When
 # WATCH_PID is set (e.g. `WATCH_PID=$! wait_until ...`), give up as soon as
@@ -81,9 +59,6 @@ wait_until() {
     sleep 0.5
   done
 }
-
-# pid_of PIDFILE: the pid in PIDFILE, or nothing.
-pid_of() { tr -dc '0-9' 2>/dev/null <"$1" || true; }
 
 # Print the end of every log under STATE_DIR, for diagnosing a failed start.
 dump_logs() {
@@ -312,7 +287,7 @@ ensure_munge() {
   # The private socket path is kept in a file, so a later run (and stop.sh)
   # uses the same one even when the fallback below was taken.
   MUNGE_SOCKET=$(cat "$STATE/munge/socket.path" 2>/dev/null || echo "$STATE/munge/munge.socket")
-  if pid_alive "$STATE/run/munged.pid" munged && munge_works; then
+  if live_pid "$STATE/run/munged.pid" munged >/dev/null && munge_works; then
     log "munged already running (pid $(cat "$STATE/run/munged.pid"))"
     return
   fi
@@ -344,7 +319,7 @@ ensure_mariadb() {
   local data=$STATE/mariadb/data pass_file=$STATE/mariadb/slurm.password
   [[ -s $pass_file ]] || { head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$pass_file"; }
   chmod 0600 "$pass_file"
-  if pid_alive "$STATE/run/mariadb.pid" mariadbd; then
+  if live_pid "$STATE/run/mariadb.pid" mariadbd >/dev/null; then
     log "mariadbd already running (pid $(cat "$STATE/run/mariadb.pid"))"
     return
   fi
@@ -386,16 +361,24 @@ EOF
 
 # --- SLURM daemons -------------------------------------------------------------
 
+# start_daemon NAME CMD...: run CMD (a daemon writing STATE/run/NAME.pid, logging
+# to STATE/log/NAME.log) unless that pid file names a live NAME process.
+start_daemon() {
+  local name=$1 pidfile=$STATE/run/$1.pid
+  shift
+  if live_pid "$pidfile" "$name" >/dev/null; then
+    log "$name already running (pid $(pid_of "$pidfile"))"
+  else
+    rm -f "$pidfile" # stale: must not be mistaken for the new one
+    "$@" >>"$STATE/log/$name.log" 2>&1 || fail "$name did not start"
+  fi
+}
+
 dbd_ready() { sacctmgr -n list cluster; }
 
 ensure_slurmdbd() {
-  if pid_alive "$STATE/run/slurmdbd.pid" slurmdbd; then
-    log "slurmdbd already running (pid $(cat "$STATE/run/slurmdbd.pid"))"
-  else
-    rm -f "$STATE/run/slurmdbd.pid" # stale: must not be mistaken for the new one
-    # slurmdbd has no -f: it reads slurmdbd.conf next to $SLURM_CONF.
-    slurmdbd >>"$STATE/log/slurmdbd.log" 2>&1 || fail "slurmdbd did not start"
-  fi
+  # slurmdbd has no -f: it reads slurmdbd.conf next to $SLURM_CONF.
+  start_daemon slurmdbd slurmdbd
   WATCH_PID=$(pid_of "$STATE/run/slurmdbd.pid") wait_until 30 "slurmdbd" dbd_ready \
     || fail "slurmdbd not answering"
   log "slurmdbd running (pid $(pid_of "$STATE/run/slurmdbd.pid"), port $DBD_PORT)"
@@ -421,25 +404,13 @@ ensure_associations() {
 }
 
 ensure_slurmctld() {
-  if pid_alive "$STATE/run/slurmctld.pid" slurmctld; then
-    log "slurmctld already running (pid $(cat "$STATE/run/slurmctld.pid"))"
-  else
-    rm -f "$STATE/run/slurmctld.pid"
-    slurmctld -f "$STATE/slurm.conf" >>"$STATE/log/slurmctld.log" 2>&1 \
-      || fail "slurmctld did not start"
-  fi
+  start_daemon slurmctld slurmctld -f "$STATE/slurm.conf"
   WATCH_PID=$(pid_of "$STATE/run/slurmctld.pid") wait_until 30 "slurmctld" scontrol ping \
     || fail "slurmctld not answering"
 }
 
 ensure_slurmd() {
-  if pid_alive "$STATE/run/slurmd.pid" slurmd; then
-    log "slurmd already running (pid $(cat "$STATE/run/slurmd.pid"))"
-  else
-    rm -f "$STATE/run/slurmd.pid"
-    slurmd -f "$STATE/slurm.conf" >>"$STATE/log/slurmd.log" 2>&1 \
-      || fail "slurmd did not start"
-  fi
+  start_daemon slurmd slurmd -f "$STATE/slurm.conf"
 }
 
 node_idle() {

@@ -11,31 +11,8 @@ set -euo pipefail
 GRACE_SECONDS=${STLM_SLURM_STOP_GRACE:-15}
 STOPPED_PIDS=()
 
-log() { printf '[cluster] %s\n' "$*" >&2; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-usage() {
-  echo "usage: $0 STATE_DIR" >&2
-  exit 2
-}
-
-# running PID: alive and not a zombie (an orphaned daemon is reaped by pid 1,
-# which may take a while; its exit is what matters here).
-running() {
-  kill -0 "$1" 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' "/proc/$1/status"
-}
-
-# live_pid PIDFILE NAME: print the pid if it is alive and its command line
-# mentions NAME (a stale pid file may name an unrelated, reused pid).
-live_pid() {
-  local pidfile=$1 name=$2 pid
-  [[ -s $pidfile ]] || return 1
-  pid=$(tr -dc '0-9' <"$pidfile")
-  [[ -n $pid ]] && running "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$name" || return 1
-  echo "$pid"
-}
+# shellcheck source=SCRIPTDIR/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # stop_daemon NAME PIDFILE: SIGTERM, wait, then SIGKILL; remove the pid file.
 stop_daemon() {
