@@ -100,10 +100,11 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "For STLM cpu (256 px), STLM paper (1024 px), PatchCore-Lite0 (256 px) and PatchCore-WRN50 (224 px), on\n"
-            "eager PyTorch, torch.compile, onnxruntime and OpenVINO, fp32 and (STLM cpu) int8, at each --threads:\n"
-            "batch-1 latency (median, p95), images/s at batch 8, peak RSS and file size, each in its own process;\n"
-            "then the PatchCore / STLM latency ratio per backend (the paper: about 9x, on a GPU). Prints this\n"
-            "machine's matmul GFLOPS first. Run it on a quiet machine: the paper model takes minutes."))
+            "eager PyTorch, torch.compile, onnxruntime and OpenVINO, fp32 and int8 (all but STLM paper), at each\n"
+            "--threads: batch-1 latency (median, p95), images/s at batch 8, peak RSS and file size, each in its own\n"
+            "process; "
+            "then the PatchCore / STLM latency ratio per backend (the paper: about 9x, on a GPU).\n"
+            "Prints this machine's matmul GFLOPS first. Run it on a quiet machine: the paper model takes minutes."))
     deploy.add_argument("--models", default=None, help="comma-separated subset of the models (default all)")
     deploy.add_argument("--backends", default=None, help="comma-separated subset of eager,torch.compile,onnxruntime,"
                                                          "openvino (default all)")
@@ -119,12 +120,13 @@ def register(subparsers) -> None:
 
     int8 = targets.add_parser(
         "int8", help="accuracy of exported models (fp32 and int8) against the eager run on its test split",
-        description="Export each finished STLM or PatchCore run (fp32, and int8 for STLM, into <run>/export/), score "
-                    "them on "
-                    "the run's test images with the same metrics as the run, and print pixel AUROC, AUPRO and image "
-                    "AUROC per precision beside the eager values, then the largest int8 loss per method.")
+        description="Export each finished STLM or PatchCore run (fp32 and int8, into <run>/export/), score the "
+                    "exports on the run's test images with the same metrics as the run, and print pixel AUROC, AUPRO "
+                    "and image AUROC per backend and precision beside the eager values, then the largest int8 loss "
+                    "per method and backend.")
     int8.add_argument("--run", action="append", required=True, type=Path, help="a finished run folder (repeatable)")
-    int8.add_argument("--format", default="onnx", choices=("onnx", "openvino"), help="export format (default onnx)")
+    int8.add_argument("--format", action="append", choices=("onnx", "openvino"), default=None,
+                      help="export format, repeatable (default both: onnx runs in onnxruntime, openvino in OpenVINO)")
     int8.add_argument("--calibration", type=positive_int, default=32, help="int8 calibration images (default 32)")
     int8.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     int8.add_argument("--out", type=Path, default=None,
@@ -241,11 +243,12 @@ def _bench_int8(args) -> int:
     from stlm_core.deploy.bench import record_bench
     from stlm_core.runs import git_commit
 
-    table = export_accuracy(args.run, args.format, args.calibration, threads=args.threads)
+    formats = args.format or ["onnx", "openvino"]
+    table = export_accuracy(args.run, formats, args.calibration, threads=args.threads)
     if args.out is not None:
         record_bench(table.to_dict(orient="records"), args.out, gflops=matmul_gflops()["gflops"],
                      date=datetime.date.today().isoformat(), stlm_core_commit=git_commit(), note=args.note,
-                     format=args.format, calibration=args.calibration)
+                     formats=formats, calibration=args.calibration)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(int8_table(table).to_string())
     print("\n".join(describe_int8_cost(table)))

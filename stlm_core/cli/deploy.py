@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--run", required=True, type=Path, help="a finished STLM or PatchCore run directory")
     export.add_argument("--format", default="onnx", choices=("onnx", "openvino"), help="file format (default onnx)")
     export.add_argument("--int8", action="store_true",
-                        help="post-training static int8 quantisation (onnxruntime QDQ; OpenVINO runs the same model)")
+                        help="post-training static int8 quantisation into a QDQ model (STLM: onnxruntime's quantiser; "
+                             "PatchCore: NNCF, backbone only, distances kept fp32); OpenVINO runs the same model")
     export.add_argument("--calibration", type=positive_int, default=32, metavar="N",
                         help="training images of the run's category used to calibrate int8 (default 32)")
     export.add_argument("--root", default=None, help="the dataset root now, if it moved since training")

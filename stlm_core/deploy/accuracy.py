@@ -7,7 +7,7 @@ The exported models read the run's own test images (the paths in ``maps.npz``) a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -28,57 +28,61 @@ def exported_maps(model_file: str | Path, run_dir: str | Path, threads: int | No
     return eager, maps, scores
 
 
-def export_accuracy(run_dirs: Iterable[str | Path], fmt: str = "onnx", calibration: int = 32,
-                    threads: int | None = None):
-    """One row per run and precision (eager, fp32, and int8 where the method offers it: not PatchCore, see
-    :func:`stlm_core.deploy.export.export_run`): ``run`` (``method/dataset/category/id``), ``method``, ``dataset``,
-    ``category``, ``precision`` and :data:`METRICS` (fractions in [0, 1]) of the primary map; exports are written to
-    ``<run>/export/``."""
+def export_accuracy(run_dirs: Iterable[str | Path], formats: Sequence[str] = ("onnx", "openvino"),
+                    calibration: int = 32, threads: int | None = None):
+    """One row per run, backend and precision: ``run`` (``method/dataset/category/id``), ``method``, ``dataset``,
+    ``category``, ``backend`` (``onnxruntime`` / ``openvino`` per format of ``formats``), ``precision`` (``eager``: the
+    run's own maps, repeated per backend; ``fp32``; ``int8``) and :data:`METRICS` (fractions in [0, 1]) of the primary
+    map; exports are written to ``<run>/export/``."""
     import pandas as pd
 
-    from stlm_core.deploy.export import export_run
+    from stlm_core.deploy.export import BACKENDS, export_run
     from stlm_core.metrics import compute_metrics
     from stlm_core.runs import read_config
 
     rows = []
     for run_dir in map(Path, run_dirs):
         record = read_config(run_dir)
-        files = {"fp32": export_run(run_dir, fmt)}
-        if record["method"] != "patchcore":
-            files["int8"] = export_run(run_dir, fmt, int8=True, calibration=calibration)
         base = {"run": "/".join(run_dir.resolve().parts[-4:]), "method": record["method"], "dataset": record["dataset"],
                 "category": record["category"]}
-        eager = None
-        for precision, model_file in files.items():
-            eager, maps, scores = exported_maps(model_file, run_dir, threads)
-            values = compute_metrics(masks=eager.masks, maps=maps, labels=eager.labels, image_scores=scores)
-            rows.append({**base, "precision": precision, **{k: values[k] for k in METRICS}})
-        reference = compute_metrics(masks=eager.masks, maps=eager.maps[eager.primary], labels=eager.labels,
-                                    image_scores=eager.scores[eager.primary])
-        rows.append({**base, "precision": "eager", **{k: reference[k] for k in METRICS}})
+        reference = None
+        for fmt in formats:
+            backend = {**base, "backend": BACKENDS[fmt]}
+            for precision in ("fp32", "int8"):
+                model_file = export_run(run_dir, fmt, int8=precision == "int8", calibration=calibration)
+                eager, maps, scores = exported_maps(model_file, run_dir, threads)
+                values = compute_metrics(masks=eager.masks, maps=maps, labels=eager.labels, image_scores=scores)
+                rows.append({**backend, "precision": precision, **{k: values[k] for k in METRICS}})
+            if reference is None:
+                reference = compute_metrics(masks=eager.masks, maps=eager.maps[eager.primary], labels=eager.labels,
+                                            image_scores=eager.scores[eager.primary])
+            rows.append({**backend, "precision": "eager", **{k: reference[k] for k in METRICS}})
     return pd.DataFrame(rows)
 
 
 def describe_int8_cost(table) -> list[str]:
-    """One sentence per method: the largest int8 loss against fp32 over the runs, per metric, in points."""
+    """One sentence per method and backend: the largest int8 loss against fp32 over the runs, per metric, in
+    points."""
+    table = table.assign(backend=table["backend"]) if "backend" in table else table.assign(backend="onnxruntime")
     sentences = []
-    for method, group in table.groupby("method"):
+    for (method, backend), group in table.groupby(["method", "backend"]):
         if "int8" not in set(group["precision"]):
             continue
         wide = group.pivot_table(index="run", columns="precision", values=list(METRICS))
         losses = {m: 100 * float(np.max(wide[(m, "fp32")] - wide[(m, "int8")])) for m in METRICS}
-        sentences.append(f"{method}: int8 loses at most " + ", ".join(f"{v:.2f} points of {k.replace('_', ' ')}"
-                                                                     for k, v in losses.items())
+        sentences.append(f"{method} in {backend}: int8 loses at most "
+                         + ", ".join(f"{v:.2f} points of {k.replace('_', ' ')}" for k, v in losses.items())
                          + f" against its fp32 export over {len(wide)} run(s) (negative = int8 better).")
     return sentences
 
 
 def int8_table(rows):
-    """Recorded or measured :func:`export_accuracy` rows as a table: one row per method, dataset and category,
-    columns (metric, precision) in %."""
+    """Recorded or measured :func:`export_accuracy` rows as a table: one row per method, dataset, category and
+    backend, columns (metric, precision) in %."""
     import pandas as pd
 
     frame = pd.DataFrame(rows)
-    table = frame.pivot_table(index=["method", "dataset", "category"], columns="precision", values=list(METRICS))
+    table = frame.pivot_table(index=["method", "dataset", "category", "backend"], columns="precision",
+                              values=list(METRICS))
     order = [(m, p) for m in METRICS for p in ("eager", "fp32", "int8") if (m, p) in table.columns]
     return (100 * table[order]).round(2)
