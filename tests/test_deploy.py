@@ -245,3 +245,25 @@ def test_recorded_int8_accuracy_loads_and_renders():
     sentences = describe_int8_cost(pd.DataFrame(rows))
     assert [s.split(":")[0] for s in sentences] == [f"{m} in {b}" for m in ("patchcore", "stlm")
                                                    for b in ("onnxruntime", "openvino")]
+
+
+def test_a_bench_row_that_hangs_is_killed_and_recorded(tmp_path):
+    import os
+
+    from stlm_core.deploy.bench import _run_isolated
+
+    code, _, stderr = _run_isolated([sys.executable, "-c", "import time; time.sleep(60)"], 1, dict(os.environ))
+    assert code != 0 and "did not finish within 1 s" in stderr
+
+
+def test_knn_search_in_the_graph_and_with_faiss_agree(tmp_path):
+    """The in-graph search of the PatchCore export and faiss's exact index find the same nearest distances."""
+    from stlm_core.deploy.knn import SEARCHES, bench_knn, describe_knn, knn_table
+
+    rows = bench_knn(("patchcore_lite0_256",), threads=(1,), runs=2, warmup=0)
+    assert [r["search"] for r in rows] == list(SEARCHES)
+    for row in rows:
+        assert row["median_ms"] > 0 and row["max_rel_diff"] < 1e-4, row
+        assert row["queries"] == 32 * 32 and row["dim"] > 0 and row["bank"] > 0
+    assert len(knn_table(rows)) == len(SEARCHES)
+    assert describe_knn(rows)[0].startswith("patchcore_lite0_256, 1 thread(s): fastest ")

@@ -85,6 +85,21 @@ def register(subparsers) -> None:
     ratios.add_argument("--json", action="store_true", help="print the result as JSON")
     ratios.set_defaults(func=_bench_ratios)
 
+    knn = targets.add_parser(
+        "knn", help="PatchCore's nearest-neighbour search: inside the exported graph vs faiss",
+        description="Time one image's nearest-neighbour search (all its patches against the memory bank) as the "
+                    "exported PatchCore does it, inside the graph (one matrix product, in onnxruntime and OpenVINO), "
+                    "and with faiss's exact IndexFlatL2 beside it, on the bank sizes of PatchCore-Lite0 (256 px) and "
+                    "PatchCore-WRN50 (224 px), at each --threads; checks both find the same distances. Prints this "
+                    "machine's matmul GFLOPS first.")
+    knn.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    knn.add_argument("--runs", type=positive_int, default=20, help="timed searches per row (default 20)")
+    knn.add_argument("--out", type=Path, default=None,
+                     help="also write the rows with their provenance as JSON here; the efficiency chapter shows "
+                          "such a file (stlm_core/deploy/recorded_knn.json)")
+    knn.add_argument("--note", default="", help="how the rows were measured (kept with them in --out)")
+    knn.set_defaults(func=_bench_knn)
+
     machine = targets.add_parser(
         "machine", help="this machine's speed figure (torch fp32 2048x2048 matmul GFLOPS)",
         description="Torch fp32 2048x2048 matrix-product throughput in GFLOPS (median of --runs after warm-up): the "
@@ -112,6 +127,9 @@ def register(subparsers) -> None:
     deploy.add_argument("--runs", type=positive_int, default=20, help="timed batch-1 runs (default 20)")
     deploy.add_argument("--warmup", type=positive_int, default=3, help="untimed runs first (default 3)")
     deploy.add_argument("--workdir", type=Path, default=Path("runs/bench/deploy"), help="where exported files go")
+    deploy.add_argument("--row-timeout", type=positive_int, default=1800, metavar="S",
+                        help="seconds before a row's process is killed and recorded as not finished (default 1800; "
+                             "torch.compile of the 1024-px paper model can take longer)")
     deploy.add_argument("--out", type=Path, default=None,
                         help="also write the rows with their provenance (GFLOPS, date, commit, --note) as JSON here; "
                              "the efficiency chapter shows such a file (stlm_core/deploy/recorded_bench.json)")
@@ -221,7 +239,7 @@ def _bench_deploy(args) -> int:
     print(f"this machine: {gflops:.1f} GFLOPS (torch fp32 2048x2048 matmul, default threads)", flush=True)
     split = (lambda text: [part.strip() for part in text.split(",") if part.strip()] if text else None)
     rows = bench_deploy(split(args.models), split(args.backends), [int(t) for t in split(args.threads)],
-                        runs=args.runs, warmup=args.warmup, workdir=args.workdir)
+                        runs=args.runs, warmup=args.warmup, workdir=args.workdir, row_timeout_s=args.row_timeout)
     if args.out is not None:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).resolve().parent).stdout.strip() or None
@@ -230,6 +248,28 @@ def _bench_deploy(args) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(pd.DataFrame(rows).round(2).to_string(index=False))
         print(speed_ratio_table(rows).round(2).to_string())
+    return 0
+
+
+def _bench_knn(args) -> int:
+    import pandas as pd
+
+    import datetime
+
+    from stlm_core.bench import matmul_gflops
+    from stlm_core.deploy.bench import record_bench
+    from stlm_core.deploy.knn import bench_knn, describe_knn, knn_table
+    from stlm_core.runs import git_commit
+
+    gflops = matmul_gflops()["gflops"]
+    print(f"this machine: {gflops:.1f} GFLOPS (torch fp32 2048x2048 matmul, default threads)", flush=True)
+    rows = bench_knn(threads=tuple(int(t) for t in args.threads.split(",") if t.strip()), runs=args.runs)
+    if args.out is not None:
+        record_bench(rows, args.out, gflops=gflops, date=datetime.date.today().isoformat(),
+                     stlm_core_commit=git_commit(), note=args.note)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(knn_table(rows).to_string())
+    print("\n".join(describe_knn(rows)))
     return 0
 
 

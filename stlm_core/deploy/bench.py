@@ -127,9 +127,10 @@ def _file_mb(path: Path) -> float:
 
 def bench_deploy(models: list[str] | None = None, backends: list[str] | None = None, threads: list[int] | None = None,
                  runs: int = 20, warmup: int = 3, workdir: str | Path = "runs/bench/deploy", int8: bool = True,
-                 progress: bool = True) -> list[dict[str, Any]]:
+                 progress: bool = True, row_timeout_s: float = 1800.0) -> list[dict[str, Any]]:
     """Every (model, backend, precision, threads) row, each measured in a fresh process; a row that fails (e.g.
-    ``torch.compile`` without a working compiler) carries ``error`` instead of timings."""
+    ``torch.compile`` without a working compiler) or takes longer than ``row_timeout_s`` (its process group is
+    killed: a hang guard, e.g. for a compile that does not finish) carries ``error`` instead of timings."""
     from tqdm import tqdm
 
     models = list(models or MODELS)
@@ -153,14 +154,30 @@ def bench_deploy(models: list[str] | None = None, backends: list[str] | None = N
         model_file = str(files.get((name, precision), "")) or None
         args = json.dumps([name, backend, precision, n_threads, runs, warmup, model_file])
         code = f"import json, sys; from stlm_core.deploy.bench import measure_one; print(json.dumps(measure_one(*json.loads({args!r}))))"
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                env={**os.environ, "OMP_NUM_THREADS": str(n_threads)})
-        if result.returncode == 0:
-            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        returncode, stdout, stderr = _run_isolated([sys.executable, "-c", code], row_timeout_s,
+                                                   {**os.environ, "OMP_NUM_THREADS": str(n_threads)})
+        if returncode == 0:
+            rows.append(json.loads(stdout.strip().splitlines()[-1]))
         else:
             rows.append({"model": name, "backend": backend, "precision": precision, "threads": n_threads,
-                         "error": (result.stderr.strip().splitlines() or ["failed"])[-1][:300]})
+                         "error": (stderr.strip().splitlines() or ["failed"])[-1][:300]})
     return rows
+
+
+def _run_isolated(command: list[str], timeout_s: float, env: dict[str, str]) -> tuple[int, str, str]:
+    """(return code, stdout, stderr) of ``command`` in its own process group; after ``timeout_s`` the whole group
+    (compiler workers included) is killed and stderr says so."""
+    import signal
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+        return process.returncode, stdout, stderr
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return -9, "", f"did not finish within {timeout_s:.0f} s (hang guard; the row's process group was killed)"
 
 
 def speed_ratio_table(rows: list[dict[str, Any]]):

@@ -16,6 +16,10 @@ the real MVTec AD bottle sample and the synthetic categories (:data:`QUANTISERS`
   with the overflow fix (7-bit weights) and full bias correction. Quantised as STLM is, PatchCore's maps collapse
   to a near-constant (pixel AUROC ~50 %): its 1-NN distances need fp32, and on CPUs without VNNI int8 products of
   8-bit weights saturate their 16-bit sums, which the overflow fix avoids.
+
+PatchCore's nearest-neighbour search stays inside the graph (one file, no extra runtime dependency):
+``stlm bench knn`` measured faiss's exact flat index beside the graph at 0.83-1.06x the in-graph onnxruntime time and
+within 2 % of the in-graph OpenVINO time (banks of 20480 x 152 and 15680 x 1536, 1 and 2 threads).
 """
 
 from __future__ import annotations
