@@ -267,3 +267,14 @@ def test_knn_search_in_the_graph_and_with_faiss_agree(tmp_path):
         assert row["queries"] == 32 * 32 and row["dim"] > 0 and row["bank"] > 0
     assert len(knn_table(rows)) == len(SEARCHES)
     assert describe_knn(rows)[0].startswith("patchcore_lite0_256, 1 thread(s): fastest ")
+
+
+def test_recorded_knn_search_loads_and_renders():
+    from stlm_core.deploy.bench import load_recorded_bench
+    from stlm_core.deploy.knn import KNN_MODELS, RECORDED_KNN, SEARCHES, describe_knn, knn_table
+
+    rows, provenance = load_recorded_bench(RECORDED_KNN)
+    assert provenance["gflops"] > 0 and provenance["note"]
+    assert {(r["model"], r["search"]) for r in rows} == {(m, s) for m in KNN_MODELS for s in SEARCHES}
+    assert all(r["max_rel_diff"] < 1e-4 for r in rows)  # both ways find the same distances
+    assert len(knn_table(rows)) == len(KNN_MODELS) * len(SEARCHES) and len(describe_knn(rows)) == 2 * len(KNN_MODELS)

@@ -13,9 +13,9 @@ the real MVTec AD bottle sample and the synthetic categories (:data:`QUANTISERS`
 - STLM: onnxruntime's ``quantize_static`` of every operator (per-channel int8 weights, uint8 activations, min-max);
   NNCF's was measured worse for STLM in OpenVINO (pixel AUROC down 4-12 points).
 - PatchCore: NNCF's ``quantize`` of the backbone only (the memory-bank distances, upsampling and blur stay fp32),
-  with the overflow fix (7-bit weights) and full bias correction. Quantised as STLM is, PatchCore's maps collapse
-  to a near-constant (pixel AUROC ~50 %): its 1-NN distances need fp32, and on CPUs without VNNI int8 products of
-  8-bit weights saturate their 16-bit sums, which the overflow fix avoids.
+  with the overflow fix (7-bit weights) and full bias correction (fast where NNCF cannot cut the graph). Quantised
+  as STLM is, PatchCore's maps collapse to a near-constant (pixel AUROC ~50 %): its 1-NN distances need fp32, and
+  on CPUs without VNNI int8 products of 8-bit weights saturate their 16-bit sums, which the overflow fix avoids.
 
 PatchCore's nearest-neighbour search stays inside the graph (one file, no extra runtime dependency):
 ``stlm bench knn`` measured faiss's exact flat index beside the graph at 0.83-1.06x the in-graph onnxruntime time and
@@ -41,7 +41,7 @@ QUANTISERS = {
     "stlm": "onnxruntime quantize_static of every operator, QDQ, per-channel int8 weights, uint8 activations, "
             "min-max calibration",
     "patchcore": "NNCF quantize of the backbone only (1-NN distances, upsampling and blur in fp32), QDQ, overflow fix "
-                 "(7-bit weights), full bias correction",
+                 "(7-bit weights), {bias} bias correction",
 }
 PATCHCORE_QUANTISED_SCOPE = "/backbone/"  # ONNX node-name prefix of PatchCoreGraph's backbone (its attribute name)
 
@@ -122,17 +122,19 @@ def calibration_images(record: dict, data_root: str | None, input_size: int, n: 
     return to_model_input(images, input_size)
 
 
-def quantise_int8(fp32: Path, out: Path, images: np.ndarray, method: str = "stlm") -> Path:
-    """Post-training static int8 quantisation of an ONNX file into a QDQ ONNX file with ``images`` (N, 3, S, S) as
-    the calibration set, by the quantiser of ``method`` (:data:`QUANTISERS`); the result is checked to run in
-    onnxruntime."""
+def quantise_int8(fp32: Path, out: Path, images: np.ndarray, method: str = "stlm") -> str:
+    """Post-training static int8 quantisation of an ONNX file into a QDQ ONNX file ``out`` with ``images``
+    (N, 3, S, S) as the calibration set, by the quantiser of ``method`` (:data:`QUANTISERS`); the result is checked to
+    run in onnxruntime. Returns how it was quantised (for the sidecar)."""
     import onnxruntime as ort
 
     tmp = out.with_name(out.name + ".tmp")
     if method == "patchcore":
-        _quantise_backbone_nncf(fp32, tmp, images, PATCHCORE_QUANTISED_SCOPE)
+        described = QUANTISERS[method].format(bias=_quantise_backbone_nncf(fp32, tmp, images,
+                                                                          PATCHCORE_QUANTISED_SCOPE))
     else:
         _quantise_onnxruntime(fp32, tmp, images)
+        described = QUANTISERS[method]
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:  # some graphs quantise into kernels onnxruntime cannot run (seen: TinyViT's patch merging)
@@ -142,7 +144,7 @@ def quantise_int8(fp32: Path, out: Path, images: np.ndarray, method: str = "stlm
         raise StlmError(f"the int8 model of {fp32.name} does not run in onnxruntime ({str(exc).splitlines()[0][:200]});"
                         " export this run in fp32.") from None
     tmp.replace(out)
-    return out
+    return described
 
 
 def _quantise_onnxruntime(fp32: Path, out: Path, images: np.ndarray) -> None:
@@ -169,8 +171,10 @@ def _quantise_onnxruntime(fp32: Path, out: Path, images: np.ndarray) -> None:
         root.setLevel(level)
 
 
-def _quantise_backbone_nncf(fp32: Path, out: Path, images: np.ndarray, scope: str) -> None:
-    """NNCF (ONNX backend) quantisation of the nodes whose names start with ``scope``; everything else stays fp32."""
+def _quantise_backbone_nncf(fp32: Path, out: Path, images: np.ndarray, scope: str) -> str:
+    """NNCF (ONNX backend) quantisation of the nodes whose names start with ``scope``; everything else stays fp32.
+    Full bias correction where NNCF manages it, else its fast bias correction (NNCF 3.4 fails to cut some graphs,
+    e.g. WideResNet-50's, into the subgraphs full correction needs); returns which (``full`` / ``fast``)."""
     import logging
     import re
 
@@ -181,18 +185,26 @@ def _quantise_backbone_nncf(fp32: Path, out: Path, images: np.ndarray, scope: st
         import nncf
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
+    model = onnx.load(str(fp32))
+    dataset = nncf.Dataset([{"image": images[i:i + 1]} for i in range(len(images))])
     nncf_logger = logging.getLogger("nncf")
     level = nncf_logger.level
     nncf_logger.setLevel(logging.ERROR)  # one INFO line per node left in fp32
     try:
-        quantised = nncf.quantize(
-            onnx.load(str(fp32)), nncf.Dataset([{"image": images[i:i + 1]} for i in range(len(images))]),
-            subset_size=len(images), fast_bias_correction=False,
-            ignored_scope=nncf.IgnoredScope(patterns=[f"^(?!{re.escape(scope)}).*"], validate=False),
-            advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE))
+        for bias in ("full", "fast"):
+            try:
+                quantised = nncf.quantize(
+                    model, dataset, subset_size=len(images), fast_bias_correction=bias == "fast",
+                    ignored_scope=nncf.IgnoredScope(patterns=[f"^(?!{re.escape(scope)}).*"], validate=False),
+                    advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix.ENABLE))
+                break
+            except (RuntimeError, KeyError):  # NNCF's subgraph extraction for full bias correction
+                if bias == "fast":
+                    raise
     finally:
         nncf_logger.setLevel(level)
     onnx.save(quantised, str(out))
+    return bias
 
 
 def to_openvino(onnx_file: Path, xml: Path) -> Path:
@@ -234,8 +246,8 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", *, int8: bool = False, ca
     if int8:
         root = data_root or read_json(run_dir / DATA_FILE)["root"]
         images = calibration_images(record, root, facts["input_size"], calibration)
-        quantise_int8(fp32_file, onnx_file, images, method)
-        quantisation = {"method": QUANTISERS[method], "calibration_images": int(len(images))}
+        quantisation = {"method": quantise_int8(fp32_file, onnx_file, images, method),
+                        "calibration_images": int(len(images))}
     model_file = onnx_file if fmt == "onnx" else to_openvino(onnx_file, out_dir / f"{stem}.xml")
     sidecar = {
         "format": SIDECAR_FORMAT, "backend": BACKENDS[fmt], "method": method,
