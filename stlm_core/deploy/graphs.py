@@ -51,6 +51,14 @@ class StlmGraph(nn.Module):
         return full, image_scores(full, self.top_k)
 
 
+def nearest_distance(flat: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance of each row of ``flat`` (Q, D) to its nearest row of ``bank`` (N, D), (Q,); ``bank_sq``
+    (N,) is ``(bank ** 2).sum(1)``. Written as ``|f|^2 - 2 f.m + |m|^2`` and one matrix product, which every export
+    backend runs well (a ``cdist`` does not export)."""
+    squared = (flat ** 2).sum(dim=1, keepdim=True) - 2 * flat @ bank.T + bank_sq[None]
+    return squared.min(dim=1).values.clamp_min(0).sqrt()
+
+
 class PatchCoreGraph(nn.Module):
     """A fitted PatchCore: backbone, local pooling, the 1-NN distance to the memory bank inside the graph (as
     ``|f|^2 - 2 f.m + |m|^2`` and one matrix product, which every backend runs well), upsampling, Gaussian blur and
@@ -86,9 +94,7 @@ class PatchCoreGraph(nn.Module):
         if self.projection.numel():
             features = features @ self.projection
         b, h, w, d = features.shape
-        flat = features.reshape(b * h * w, d)
-        squared = (flat ** 2).sum(dim=1, keepdim=True) - 2 * flat @ self.bank.T + self.bank_sq[None]
-        patch = squared.min(dim=1).values.clamp_min(0).sqrt().reshape(b, 1, h, w)
+        patch = nearest_distance(features.reshape(b * h * w, d), self.bank, self.bank_sq).reshape(b, 1, h, w)
         full = F.interpolate(patch, size=(self.eval_size, self.eval_size), mode="bilinear", align_corners=False)[:, 0]
         if self.blur_sigma > 0:
             full = gaussian_blur(full, self.blur_sigma)

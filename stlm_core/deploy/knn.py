@@ -37,6 +37,7 @@ def _nearest_distance_onnx(bank: np.ndarray, path: Path) -> Path:
     import torch
 
     from stlm_core.deploy.export import OPSET
+    from stlm_core.deploy.graphs import nearest_distance
 
     class NearestDistance(torch.nn.Module):
         def __init__(self):
@@ -44,9 +45,8 @@ def _nearest_distance_onnx(bank: np.ndarray, path: Path) -> Path:
             self.register_buffer("bank", torch.from_numpy(bank))
             self.register_buffer("bank_sq", (self.bank ** 2).sum(dim=1))
 
-        def forward(self, flat: torch.Tensor) -> torch.Tensor:  # same expression as PatchCoreGraph.forward
-            squared = (flat ** 2).sum(dim=1, keepdim=True) - 2 * flat @ self.bank.T + self.bank_sq[None]
-            return squared.min(dim=1).values.clamp_min(0).sqrt()
+        def forward(self, flat: torch.Tensor) -> torch.Tensor:
+            return nearest_distance(flat, self.bank, self.bank_sq)
 
     example = torch.zeros(1, bank.shape[1])
     torch.onnx.export(NearestDistance(), (example,), str(path), dynamo=False, opset_version=OPSET,
