@@ -24,6 +24,8 @@ within 2 % of the in-graph OpenVINO time (banks of 20480 x 152 and 15680 x 1536,
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -147,9 +149,19 @@ def quantise_int8(fp32: Path, out: Path, images: np.ndarray, method: str = "stlm
     return described
 
 
-def _quantise_onnxruntime(fp32: Path, out: Path, images: np.ndarray) -> None:
-    import logging
+@contextlib.contextmanager
+def _logger_at_errors(name: str | None):
+    """Within the block, the logger ``name`` (None: the root logger) shows errors only."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
+
+def _quantise_onnxruntime(fp32: Path, out: Path, images: np.ndarray) -> None:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -160,22 +172,16 @@ def _quantise_onnxruntime(fp32: Path, out: Path, images: np.ndarray) -> None:
         def get_next(self):
             return next(self.batches, None)
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantiser logs advice for every rank-1 weight
-    try:
+    with _logger_at_errors(None):  # the quantiser logs advice for every rank-1 weight
         quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
-    finally:
-        root.setLevel(level)
 
 
 def _quantise_backbone_nncf(fp32: Path, out: Path, images: np.ndarray, scope: str) -> str:
     """NNCF (ONNX backend) quantisation of the nodes whose names start with ``scope``; everything else stays fp32.
     Full bias correction where NNCF manages it, else its fast bias correction (NNCF 3.4 fails to cut some graphs,
     e.g. WideResNet-50's, into the subgraphs full correction needs); returns which (``full`` / ``fast``)."""
-    import logging
     import re
 
     import onnx
@@ -187,10 +193,7 @@ def _quantise_backbone_nncf(fp32: Path, out: Path, images: np.ndarray, scope: st
 
     model = onnx.load(str(fp32))
     dataset = nncf.Dataset([{"image": images[i:i + 1]} for i in range(len(images))])
-    nncf_logger = logging.getLogger("nncf")
-    level = nncf_logger.level
-    nncf_logger.setLevel(logging.ERROR)  # one INFO line per node left in fp32
-    try:
+    with _logger_at_errors("nncf"):  # one INFO line per node left in fp32
         for bias in ("full", "fast"):
             try:
                 quantised = nncf.quantize(
@@ -201,8 +204,6 @@ def _quantise_backbone_nncf(fp32: Path, out: Path, images: np.ndarray, scope: st
             except (RuntimeError, KeyError):  # NNCF's subgraph extraction for full bias correction
                 if bias == "fast":
                     raise
-    finally:
-        nncf_logger.setLevel(level)
     onnx.save(quantised, str(out))
     return bias
 
