@@ -226,25 +226,40 @@ def _bench_machine(args) -> int:
     return 0
 
 
-def _bench_deploy(args) -> int:
-    import pandas as pd
-
-    import datetime
-    import subprocess
-
+def _print_machine_gflops() -> float:
+    """This machine's matmul GFLOPS, printed before any timing (every timing is read beside it)."""
     from stlm_core.bench import matmul_gflops
-    from stlm_core.deploy.bench import bench_deploy, record_bench, speed_ratio_table
 
     gflops = matmul_gflops()["gflops"]
     print(f"this machine: {gflops:.1f} GFLOPS (torch fp32 2048x2048 matmul, default threads)", flush=True)
+    return gflops
+
+
+def _record_rows(rows: list[dict[str, Any]], args, gflops: float | None = None, **extra: Any) -> None:
+    """With ``--out``: the rows and their provenance (GFLOPS, measured now when not given; date; commit; ``--note``;
+    ``extra``) as one JSON file."""
+    if args.out is None:
+        return
+    import datetime
+
+    from stlm_core.bench import matmul_gflops
+    from stlm_core.deploy.bench import record_bench
+    from stlm_core.runs import git_commit
+
+    record_bench(rows, args.out, gflops=gflops if gflops is not None else matmul_gflops()["gflops"],
+                 date=datetime.date.today().isoformat(), stlm_core_commit=git_commit(), note=args.note, **extra)
+
+
+def _bench_deploy(args) -> int:
+    import pandas as pd
+
+    from stlm_core.deploy.bench import bench_deploy, speed_ratio_table
+
+    gflops = _print_machine_gflops()
     split = (lambda text: [part.strip() for part in text.split(",") if part.strip()] if text else None)
     rows = bench_deploy(split(args.models), split(args.backends), [int(t) for t in split(args.threads)],
                         runs=args.runs, warmup=args.warmup, workdir=args.workdir, row_timeout_s=args.row_timeout)
-    if args.out is not None:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
-        record_bench(rows, args.out, gflops=gflops, date=datetime.date.today().isoformat(), stlm_core_commit=commit,
-                     note=args.note)
+    _record_rows(rows, args, gflops)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(pd.DataFrame(rows).round(2).to_string(index=False))
         print(speed_ratio_table(rows).round(2).to_string())
@@ -254,19 +269,11 @@ def _bench_deploy(args) -> int:
 def _bench_knn(args) -> int:
     import pandas as pd
 
-    import datetime
-
-    from stlm_core.bench import matmul_gflops
-    from stlm_core.deploy.bench import record_bench
     from stlm_core.deploy.knn import bench_knn, describe_knn, knn_table
-    from stlm_core.runs import git_commit
 
-    gflops = matmul_gflops()["gflops"]
-    print(f"this machine: {gflops:.1f} GFLOPS (torch fp32 2048x2048 matmul, default threads)", flush=True)
+    gflops = _print_machine_gflops()
     rows = bench_knn(threads=tuple(int(t) for t in args.threads.split(",") if t.strip()), runs=args.runs)
-    if args.out is not None:
-        record_bench(rows, args.out, gflops=gflops, date=datetime.date.today().isoformat(),
-                     stlm_core_commit=git_commit(), note=args.note)
+    _record_rows(rows, args, gflops)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(knn_table(rows).to_string())
     print("\n".join(describe_knn(rows)))
@@ -276,19 +283,11 @@ def _bench_knn(args) -> int:
 def _bench_int8(args) -> int:
     import pandas as pd
 
-    import datetime
-
-    from stlm_core.bench import matmul_gflops
     from stlm_core.deploy.accuracy import describe_int8_cost, export_accuracy, int8_table
-    from stlm_core.deploy.bench import record_bench
-    from stlm_core.runs import git_commit
 
     formats = args.format or ["onnx", "openvino"]
     table = export_accuracy(args.run, formats, args.calibration, threads=args.threads)
-    if args.out is not None:
-        record_bench(table.to_dict(orient="records"), args.out, gflops=matmul_gflops()["gflops"],
-                     date=datetime.date.today().isoformat(), stlm_core_commit=git_commit(), note=args.note,
-                     formats=formats, calibration=args.calibration)
+    _record_rows(table.to_dict(orient="records"), args, formats=formats, calibration=args.calibration)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(int8_table(table).to_string())
     print("\n".join(describe_int8_cost(table)))

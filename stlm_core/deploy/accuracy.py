@@ -18,14 +18,25 @@ RECORDED_INT8 = Path(__file__).resolve().parent / "recorded_int8.json"  # 'stlm 
 def exported_maps(model_file: str | Path, run_dir: str | Path, threads: int | None = None):
     """(the run's :class:`~stlm_core.runs.RunMaps`, maps (N, H, W), image scores (N,)) of an exported model on the
     run's test images, in the run's order."""
-    from stlm_core.deploy.runtime import ExportedModel, read_input_image, to_model_input
+    eager, images = _run_test_images(run_dir)
+    return (eager, *_run_exported(model_file, images, threads))
+
+
+def _run_test_images(run_dir: str | Path):
+    """(the run's :class:`~stlm_core.runs.RunMaps`, its test images as uint8 (H, W, 3) arrays, in the maps' order)."""
+    from stlm_core.deploy.runtime import read_input_image
     from stlm_core.runs import load_maps
 
     eager = load_maps(run_dir)
+    return eager, [read_input_image(Path(p)) for p in eager.paths]
+
+
+def _run_exported(model_file: str | Path, images, threads: int | None):
+    """(maps (N, H, W), image scores (N,)) of an exported model on uint8 images."""
+    from stlm_core.deploy.runtime import ExportedModel, to_model_input
+
     model = ExportedModel.load(Path(model_file), threads=threads)
-    images = [read_input_image(Path(p)) for p in eager.paths]
-    maps, scores = model(to_model_input(images, model.input_size))
-    return eager, maps, scores
+    return model(to_model_input(images, model.input_size))
 
 
 def export_accuracy(run_dirs: Iterable[str | Path], formats: Sequence[str] = ("onnx", "openvino"),
@@ -45,17 +56,16 @@ def export_accuracy(run_dirs: Iterable[str | Path], formats: Sequence[str] = ("o
         record = read_config(run_dir)
         base = {"run": "/".join(run_dir.resolve().parts[-4:]), "method": record["method"], "dataset": record["dataset"],
                 "category": record["category"]}
-        reference = None
+        eager, images = _run_test_images(run_dir)  # read once, scored by every export
+        reference = compute_metrics(masks=eager.masks, maps=eager.maps[eager.primary], labels=eager.labels,
+                                    image_scores=eager.scores[eager.primary])
         for fmt in formats:
             backend = {**base, "backend": BACKENDS[fmt]}
             for precision in ("fp32", "int8"):
                 model_file = export_run(run_dir, fmt, int8=precision == "int8", calibration=calibration)
-                eager, maps, scores = exported_maps(model_file, run_dir, threads)
+                maps, scores = _run_exported(model_file, images, threads)
                 values = compute_metrics(masks=eager.masks, maps=maps, labels=eager.labels, image_scores=scores)
                 rows.append({**backend, "precision": precision, **{k: values[k] for k in METRICS}})
-            if reference is None:
-                reference = compute_metrics(masks=eager.masks, maps=eager.maps[eager.primary], labels=eager.labels,
-                                            image_scores=eager.scores[eager.primary])
             rows.append({**backend, "precision": "eager", **{k: reference[k] for k in METRICS}})
     return pd.DataFrame(rows)
 
